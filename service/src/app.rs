@@ -1,0 +1,271 @@
+//! Assembling the service: state, router, middleware, and serving until shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use latchkey_store::Db;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, cpu_count};
+use crate::ephemeral::Ephemeral;
+use crate::error::Error;
+use crate::keyring::KeyRing;
+use crate::passwords::{Hasher, Policy};
+use crate::routes;
+use crate::telemetry;
+use crate::tokens::Tokens;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Everything a handler needs. Cheap to clone: every field is a handle.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub keys: KeyRing,
+    pub tokens: Tokens,
+    pub hasher: Hasher,
+    pub policy: Policy,
+    pub ephemeral: Ephemeral,
+    pub settings: Arc<Settings>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The configuration values handlers read, resolved once.
+#[derive(Debug)]
+pub struct Settings {
+    pub issuer: String,
+    pub refresh_ttl: Duration,
+    pub jwks_max_age: Duration,
+    pub redis_configured: bool,
+}
+
+/// A built service: its router and the background work it owns.
+#[derive(Debug)]
+pub struct App {
+    pub state: AppState,
+    router: Router,
+    reloader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.reloader.abort();
+    }
+}
+
+impl App {
+    /// Connects to the backends, applies migrations, loads keys: everything that can
+    /// fail does so here, before the listener accepts anything.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let metrics = telemetry::prometheus();
+        if config.is_development() {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating LATCHKEY_DATA_DIR {}", config.data_dir.display())
+            })?;
+        }
+        let db = Db::connect(&config.database_url(), config.database_max_connections)
+            .await
+            .context("connecting to the database")?;
+        db.migrate().await.context("applying migrations")?;
+
+        let ephemeral = match &config.redis_url {
+            Some(url) => Ephemeral::redis(url, &config.redis_prefix).await?,
+            None => Ephemeral::memory(),
+        };
+        let keys = KeyRing::load(
+            db.clone(),
+            config.keys_dir(),
+            config.manage_keys,
+            config.key_bits,
+        )
+        .await
+        .context("loading signing keys")?;
+        let tokens = Tokens::new(
+            keys.clone(),
+            ephemeral.clone(),
+            config.issuer(),
+            config.audience(),
+            config.access_token_ttl,
+            cpu_count(),
+        );
+        let hasher = Hasher::new(config.password_hash_concurrency()).await?;
+        let policy = Policy::from_config(config)?;
+
+        if config.is_development() {
+            tracing::warn!(
+                database = %config.database_url(),
+                keys_dir = %config.keys_dir().display(),
+                "development mode: embedded SQLite, in-process revocation list, locally generated keys; set DATABASE_URL and REDIS_URL for production"
+            );
+        }
+        let reloader = tokio::spawn(
+            keys.clone()
+                .run_reloader(config.keys_reload_interval, std::future::pending()),
+        );
+
+        let state = AppState {
+            db,
+            keys,
+            tokens,
+            hasher,
+            policy,
+            settings: Arc::new(Settings {
+                issuer: config.issuer(),
+                refresh_ttl: config.refresh_token_ttl,
+                jwks_max_age: config.jwks_max_age,
+                redis_configured: matches!(ephemeral, Ephemeral::Redis(_)),
+            }),
+            ephemeral,
+            metrics,
+        };
+        let router = router(state.clone(), config);
+        Ok(Self {
+            state,
+            router,
+            reloader,
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, issuer = %self.state.settings.issuer, "listening");
+        axum::serve(listener, self.router.clone())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// The whole HTTP surface with its middleware.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let api = Router::new()
+        .merge(routes::meta::router())
+        .merge(routes::wellknown::router())
+        .merge(routes::auth::router())
+        .merge(routes::users::router())
+        .fallback(|| async { Error::NotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .with_state(state);
+
+    let mut security = vec![
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+    ];
+    if config.hsts() {
+        security.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ));
+    }
+    let mut router = api;
+    for (name, value) in security {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    if let Some(cors) = cors_layer(&config.cors_origins()) {
+        router = router.layer(cors);
+    }
+    router
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(telemetry::make_span)
+                        .on_response(telemetry::on_response),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    config.request_timeout,
+                )),
+        )
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([REQUEST_ID])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        // Any origin, never with credentials (browsers refuse the combination anyway).
+        return Some(base.allow_origin(AllowOrigin::any()));
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(base.allow_origin(list).allow_credentials(true))
+}
+
+/// Request count and latency by route template, method and status: all bounded label
+/// sets (unmatched paths share one label).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [
+        ("route", route),
+        ("method", method.to_owned()),
+        ("status", status),
+    ];
+    metrics::counter!("latchkey_http_requests_total", &labels).increment(1);
+    metrics::histogram!("latchkey_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,380 @@
+//! Configuration: one clap struct, every field settable by flag or environment variable,
+//! validated at start-up with one clear message per bad value.
+//!
+//! With nothing set, Latchkey runs the embedded default: SQLite and a generated signing
+//! key under `./latchkey-data`, in-process revocation list, listening on 127.0.0.1:8080.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Settings of `latchkey serve` (and, for the database, of `latchkey migrate`).
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Public base URL of this service: the `iss` of every token and the base of the
+    /// discovery document. Defaults to http://<LATCHKEY_LISTEN>.
+    #[arg(long, env = "LATCHKEY_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// `aud` of access tokens issued by /auth/login and the audience /users/me accepts.
+    /// Defaults to the issuer.
+    #[arg(long, env = "LATCHKEY_AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// Directory for the embedded default's SQLite file and generated keys.
+    #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: postgres://user:pass@host/db for production. Defaults to a SQLite
+    /// file in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Largest number of database connections this process opens.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+
+    /// Redis URL (redis://:password@host:6379/0). When set, the access-token revocation
+    /// list is shared by every replica; otherwise it is in-process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this service writes, so several installations can
+    /// share one Redis.
+    #[arg(long, env = "LATCHKEY_REDIS_PREFIX", default_value = "latchkey:")]
+    pub redis_prefix: String,
+
+    /// Directory of PEM private keys, in the layout of a mounted Kubernetes Secret.
+    /// Defaults to <data dir>/keys.
+    #[arg(long, env = "LATCHKEY_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+
+    /// Whether this service manages its own signing keys: generates one when the key
+    /// directory is empty and publishes the public keys it holds as Active. Set it to
+    /// false when the operator manages keys (Kubernetes).
+    #[arg(long, env = "LATCHKEY_MANAGE_KEYS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_keys: bool,
+
+    /// RSA modulus size of keys this service generates: 2048, 3072 or 4096.
+    #[arg(long, env = "LATCHKEY_KEY_BITS", default_value_t = 2048)]
+    pub key_bits: usize,
+
+    /// How often the key directory and the published keys are re-read.
+    #[arg(long, env = "LATCHKEY_KEYS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub keys_reload_interval: Duration,
+
+    /// Signing algorithm. Only RS256 is supported; the setting exists so a mistaken
+    /// value fails loudly at start instead of being ignored.
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256")]
+    pub jwt_algorithm: String,
+
+    /// Access-token lifetime (seconds, or with a unit: 15m, 1h).
+    #[arg(long, env = "OAUTH2_ACCESS_TOKEN_EXPIRES", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Refresh-token lifetime; each refresh issues a new token with a fresh lifetime.
+    #[arg(long, env = "OAUTH2_REFRESH_TOKEN_EXPIRES", default_value = "14d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// `Cache-Control: max-age` of the JWKS document. Keep it shorter than the operator's
+    /// `prePublish` so verifiers see a new key before it signs.
+    #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
+    pub jwks_max_age: Duration,
+
+    /// Shortest password accepted at registration.
+    #[arg(long, env = "PASSWORD_MIN_LENGTH", default_value_t = 12)]
+    pub password_min_length: usize,
+
+    /// Require at least one upper-case letter in new passwords.
+    #[arg(long, env = "PASSWORD_REQUIRE_UPPERCASE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub password_require_uppercase: bool,
+
+    /// Require at least one lower-case letter in new passwords.
+    #[arg(long, env = "PASSWORD_REQUIRE_LOWERCASE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub password_require_lowercase: bool,
+
+    /// Require at least one digit in new passwords.
+    #[arg(long, env = "PASSWORD_REQUIRE_DIGIT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub password_require_digit: bool,
+
+    /// Require at least one character that is neither a letter nor a digit.
+    #[arg(long, env = "PASSWORD_REQUIRE_SYMBOL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub password_require_symbol: bool,
+
+    /// A file of further rejected passwords, one per line, added to the built-in list.
+    #[arg(long, env = "PASSWORD_REJECT_LIST")]
+    pub password_reject_list: Option<PathBuf>,
+
+    /// How many password hashes may be computed at once (each takes 19 MiB and tens of
+    /// milliseconds of CPU). Defaults to the number of CPU cores.
+    #[arg(long, env = "LATCHKEY_PASSWORD_HASH_CONCURRENCY")]
+    pub password_hash_concurrency: Option<usize>,
+
+    /// Origins allowed by CORS, comma-separated (https://app.example.com). `*` allows any
+    /// origin without credentials. Empty: no CORS headers.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub cors_origins: Vec<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "LATCHKEY_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+
+    /// Time after which a request is answered 408 and abandoned.
+    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Send `Strict-Transport-Security`. Defaults to on when the issuer is https://.
+    #[arg(long, env = "LATCHKEY_HSTS", action = clap::ArgAction::Set)]
+    pub hsts: Option<bool>,
+
+    /// Log format.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing's EnvFilter syntax (info, latchkey=debug,sqlx=warn).
+    #[arg(long, env = "LATCHKEY_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+// Secrets (the database and Redis URLs carry passwords) never reach a log line.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("issuer", &self.issuer())
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database_url.as_ref().map(|_| "***"))
+            .field("redis", &self.redis_url.as_ref().map(|_| "***"))
+            .field("keys_dir", &self.keys_dir())
+            .field("manage_keys", &self.manage_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `90`, `90s`, `15m`, `1h` or `14d`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration (examples: 900, 90s, 15m, 1h, 14d)"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+impl Config {
+    /// Everything wrong with this configuration, one message per bad value.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.jwt_algorithm != "RS256" {
+            problems.push(format!(
+                "JWT_ALGORITHM={:?} is not supported: Latchkey signs with RS256 only",
+                self.jwt_algorithm
+            ));
+        }
+        if let Some(issuer) = &self.issuer {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                problems.push(format!("LATCHKEY_ISSUER={issuer:?} must be an http(s) URL"));
+            }
+            if issuer.contains('?') || issuer.contains('#') {
+                problems
+                    .push("LATCHKEY_ISSUER must not have a query or fragment (RFC 8414 §2)".into());
+            }
+        }
+        if let Some(url) = &self.database_url
+            && latchkey_store::Backend::from_url(url).is_err()
+        {
+            problems
+                .push("DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into());
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            problems.push("REDIS_URL must start with redis:// or rediss://".into());
+        }
+        if self.database_max_connections == 0 {
+            problems.push("DATABASE_MAX_CONNECTIONS must be at least 1".into());
+        }
+        if !latchkey_store::keys::ALLOWED_BITS.contains(&self.key_bits) {
+            problems.push(format!(
+                "LATCHKEY_KEY_BITS={} must be one of 2048, 3072, 4096",
+                self.key_bits
+            ));
+        }
+        let ttl = self.access_token_ttl.as_secs();
+        if !(60..=86_400).contains(&ttl) {
+            problems.push(format!(
+                "OAUTH2_ACCESS_TOKEN_EXPIRES={ttl}s must be between 60s and 24h"
+            ));
+        }
+        if self.refresh_token_ttl <= self.access_token_ttl {
+            problems.push(
+                "OAUTH2_REFRESH_TOKEN_EXPIRES must be longer than OAUTH2_ACCESS_TOKEN_EXPIRES"
+                    .into(),
+            );
+        }
+        if self.keys_reload_interval < Duration::from_secs(1) {
+            problems.push("LATCHKEY_KEYS_RELOAD_INTERVAL must be at least 1s".into());
+        }
+        if !(8..=128).contains(&self.password_min_length) {
+            problems.push(format!(
+                "PASSWORD_MIN_LENGTH={} must be between 8 and 128",
+                self.password_min_length
+            ));
+        }
+        if self.password_hash_concurrency == Some(0) {
+            problems.push("LATCHKEY_PASSWORD_HASH_CONCURRENCY must be at least 1".into());
+        }
+        if self.body_limit < 1024 {
+            problems.push("LATCHKEY_BODY_LIMIT must be at least 1024 bytes".into());
+        }
+        for origin in self.cors_origins() {
+            if origin != "*" && !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                problems.push(format!(
+                    "CORS_ORIGINS entry {origin:?} must be * or an http(s) origin"
+                ));
+            } else if origin.ends_with('/') {
+                problems.push(format!("CORS_ORIGINS entry {origin:?} must not end with /"));
+            }
+        }
+        if self.cors_origins().iter().any(|o| o == "*") && self.cors_origins().len() > 1 {
+            problems.push("CORS_ORIGINS: * cannot be combined with other origins".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        match &self.issuer {
+            Some(issuer) => issuer.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    pub fn audience(&self) -> String {
+        self.audience.clone().unwrap_or_else(|| self.issuer())
+    }
+
+    /// The embedded default: no external database configured.
+    pub fn is_development(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("latchkey.db").display()
+            ),
+        }
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys"))
+    }
+
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    pub fn hsts(&self) -> bool {
+        self.hsts
+            .unwrap_or_else(|| self.issuer().starts_with("https://"))
+    }
+
+    pub fn password_hash_concurrency(&self) -> usize {
+        self.password_hash_concurrency.unwrap_or_else(cpu_count)
+    }
+}
+
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["latchkey"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("parse").config
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("900"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("15 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let config = parse(&[]);
+        assert_eq!(config.validate(), Ok(()));
+        assert!(config.is_development());
+        assert_eq!(config.issuer(), "http://127.0.0.1:8080");
+        assert!(config.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let config = parse(&[
+            "--jwt-algorithm",
+            "HS256",
+            "--key-bits",
+            "1024",
+            "--password-min-length",
+            "4",
+            "--cors-origins",
+            "*,https://a.example",
+        ]);
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].contains("JWT_ALGORITHM"));
+    }
+}

@@ -1,0 +1,276 @@
+//! The keys this replica signs and verifies with.
+//!
+//! Two sources, joined here:
+//! - the key directory (a mounted Secret in Kubernetes): private keys this replica *can*
+//!   sign with, parsed once and kept parsed;
+//! - the `signing_keys` table: which keys are published (JWKS and verification) and
+//!   which are Active.
+//!
+//! The signer is the newest Active key whose private half is in the directory. A replica
+//! whose kubelet has not yet delivered the newest key keeps signing with the previous
+//! Active one, which every verifier still accepts, and reports it in
+//! `latchkey_signing_key_fallback`.
+//!
+//! Both sources are re-read every `LATCHKEY_KEYS_RELOAD_INTERVAL`, and at most once a
+//! second when a token names a `kid` we do not know yet.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use jsonwebtoken::DecodingKey;
+use latchkey_store::keydir::{self, KeyFile};
+use latchkey_store::keys::KeyPair;
+use latchkey_store::signing_keys::{self, KeyState};
+use latchkey_store::{Db, now_ms};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+/// Shortest gap between two reloads triggered by unknown `kid`s, so forged tokens cannot
+/// turn into a stream of database queries.
+const MIN_ON_DEMAND_RELOAD: Duration = Duration::from_secs(1);
+
+/// What one reload produced; swapped in whole.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    /// The key to sign with, if any Active key is held.
+    pub signing: Option<Arc<KeyPair>>,
+    verifiers: HashMap<String, Arc<DecodingKey>>,
+    /// The JWKS document, serialised once per reload rather than per request.
+    jwks: Bytes,
+}
+
+impl KeySet {
+    pub fn jwks(&self) -> Bytes {
+        self.jwks.clone()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    db: Db,
+    dir: PathBuf,
+    manage: bool,
+    bits: usize,
+    /// std lock: held only to clone or swap the `Arc`, never across `.await`.
+    current: RwLock<Arc<KeySet>>,
+    reload: Mutex<ReloadState>,
+}
+
+#[derive(Debug, Default)]
+struct ReloadState {
+    /// The directory contents last parsed, to skip re-parsing unchanged keys.
+    files: Vec<KeyFile>,
+    held: HashMap<String, Arc<KeyPair>>,
+    last: Option<Instant>,
+}
+
+impl KeyRing {
+    /// Loads the keys once; fails when the directory is unreadable (or, managing keys,
+    /// cannot be created), so a misconfigured pod does not start.
+    pub async fn load(db: Db, dir: PathBuf, manage: bool, bits: usize) -> anyhow::Result<Self> {
+        let ring = Self {
+            shared: Arc::new(Shared {
+                db,
+                dir,
+                manage,
+                bits,
+                current: RwLock::new(Arc::new(KeySet::default())),
+                reload: Mutex::new(ReloadState::default()),
+            }),
+        };
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    pub fn current(&self) -> Arc<KeySet> {
+        match self.shared.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The verifier for `kid`, reloading once if it is unknown and the last reload is
+    /// more than a second old (a key published moments ago).
+    pub async fn verifier(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        if let Some(key) = self.current().verifiers.get(kid) {
+            return Some(key.clone());
+        }
+        let stale = {
+            let state = self.shared.reload.lock().await;
+            state
+                .last
+                .is_none_or(|t| t.elapsed() >= MIN_ON_DEMAND_RELOAD)
+        };
+        if stale && let Err(e) = self.reload().await {
+            tracing::warn!(error = format!("{e:#}"), "on-demand key reload failed");
+        }
+        self.current().verifiers.get(kid).cloned()
+    }
+
+    /// Re-reads the directory and the table and swaps in the result.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let result = self.reload_inner().await;
+        metrics::counter!(
+            "latchkey_key_reloads_total",
+            "result" => if result.is_ok() { "ok" } else { "error" }
+        )
+        .increment(1);
+        result
+    }
+
+    async fn reload_inner(&self) -> anyhow::Result<()> {
+        let shared = &self.shared;
+        let mut state = shared.reload.lock().await;
+        state.last = Some(Instant::now());
+
+        let dir = shared.dir.clone();
+        let (manage, bits) = (shared.manage, shared.bits);
+        let files = tokio::task::spawn_blocking(move || read_or_generate(&dir, manage, bits))
+            .await
+            .context("key directory task")??;
+        if files != state.files {
+            let parsed = tokio::task::spawn_blocking({
+                let files = files.clone();
+                move || parse_all(&files)
+            })
+            .await
+            .context("key parse task")?;
+            tracing::info!(
+                dir = %shared.dir.display(),
+                kids = ?parsed.keys().collect::<Vec<_>>(),
+                "loaded private keys"
+            );
+            state.held = parsed;
+            state.files = files;
+        }
+
+        let now = now_ms();
+        if shared.manage {
+            for key in state.held.values() {
+                if signing_keys::publish_active(&shared.db, key.jwk(), now).await? {
+                    tracing::info!(kid = key.kid(), "published signing key");
+                }
+            }
+        }
+        let published = signing_keys::published(&shared.db, now).await?;
+
+        let mut verifiers = HashMap::new();
+        let mut jwks = Vec::new();
+        for row in &published {
+            match row.jwk.rsa_components() {
+                Ok((n, e)) => {
+                    verifiers.insert(
+                        row.kid.clone(),
+                        Arc::new(DecodingKey::from_rsa_raw_components(&n, &e)),
+                    );
+                    jwks.push(&row.jwk);
+                }
+                Err(e) => {
+                    tracing::error!(kid = row.kid, error = %e, "skipping invalid published key")
+                }
+            }
+        }
+        let active: Vec<_> = published
+            .iter()
+            .filter(|row| row.state == KeyState::Active)
+            .collect();
+        let signing = active
+            .iter()
+            .find_map(|row| state.held.get(&row.kid).cloned());
+        let fallback = match (&signing, active.first()) {
+            (Some(key), Some(newest)) => key.kid() != newest.kid,
+            _ => false,
+        };
+        metrics::gauge!("latchkey_signing_key_fallback").set(if fallback { 1.0 } else { 0.0 });
+        metrics::gauge!("latchkey_signing_keys_published").set(verifiers.len() as f64);
+        if fallback {
+            tracing::warn!(
+                "the newest active key is not in the key directory yet; signing with the previous one"
+            );
+        }
+        let jwks = Bytes::from(serde_json::to_vec(&json!({ "keys": jwks }))?);
+
+        let previous = self.current();
+        let prev_kid = previous.signing.as_ref().map(|k| k.kid().to_owned());
+        let next_kid = signing.as_ref().map(|k| k.kid().to_owned());
+        if prev_kid != next_kid {
+            tracing::info!(kid = ?next_kid, previous = ?prev_kid, "signing key selected");
+        }
+        let set = Arc::new(KeySet {
+            signing,
+            verifiers,
+            jwks,
+        });
+        match shared.current.write() {
+            Ok(mut guard) => *guard = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+        Ok(())
+    }
+
+    /// Reloads every `interval` until `shutdown` resolves. Failures keep the last good set.
+    pub async fn run_reloader(self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if let Err(e) = self.reload().await {
+                        tracing::error!(error = format!("{e:#}"), "key reload failed; keeping the previous keys");
+                    }
+                }
+                () = &mut shutdown => return,
+            }
+        }
+    }
+}
+
+/// Reads the directory; when managing keys and it holds none, generates one first.
+fn read_or_generate(
+    dir: &std::path::Path,
+    manage: bool,
+    bits: usize,
+) -> anyhow::Result<Vec<KeyFile>> {
+    let files = match keydir::read_pem_files(dir) {
+        Ok(files) => files,
+        Err(_) if manage && !dir.exists() => Vec::new(),
+        Err(e) => return Err(e).context("LATCHKEY_KEYS_DIR is not readable"),
+    };
+    if !files.is_empty() || !manage {
+        return Ok(files);
+    }
+    let key = KeyPair::generate(bits)?;
+    tracing::info!(kid = key.kid(), bits, dir = %dir.display(), "generated a signing key");
+    let file = KeyFile {
+        name: format!("{}.pem", key.kid()),
+        contents: key.to_pem()?.into_bytes(),
+    };
+    keydir::write_atomic(dir, std::slice::from_ref(&file), &keydir::new_stamp())?;
+    Ok(vec![file])
+}
+
+/// Parses every file; a bad file is logged and skipped so one corrupt key cannot take
+/// the others down.
+fn parse_all(files: &[KeyFile]) -> HashMap<String, Arc<KeyPair>> {
+    let mut held = HashMap::new();
+    for file in files {
+        match KeyPair::from_pem(&file.name, &file.contents) {
+            Ok(key) => {
+                held.insert(key.kid().to_owned(), Arc::new(key));
+            }
+            Err(e) => tracing::error!(error = %e, "skipping unusable key file"),
+        }
+    }
+    held
+}

@@ -1,0 +1,28 @@
+//! Latchkey's HTTP service.
+//!
+//! # Layout
+//! - [`config`]: every setting (flag or environment variable) and its validation.
+//! - [`app`]: state, router, middleware; [`App::build`](app::App::build) connects to
+//!   everything and [`App::serve`](app::App::serve) runs until shutdown.
+//! - [`routes`]: one module per area (`auth`, `users`, `wellknown`, `meta`).
+//! - [`accounts`]: users and refresh-token families in the database.
+//! - [`passwords`]: the password policy and argon2id, off the async runtime.
+//! - [`keyring`]: which keys sign and verify, reloaded from the key directory and the
+//!   `signing_keys` table.
+//! - [`tokens`]: RS256 access tokens (RFC 9068) and opaque-token digests.
+//! - [`ephemeral`]: the access-token revocation list (Redis or in-process).
+//! - [`error`]: the one error type and its JSON mapping.
+//! - [`telemetry`]: JSON logs and Prometheus metrics.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod app;
+pub mod config;
+pub mod ephemeral;
+pub mod error;
+pub mod extract;
+pub mod keyring;
+pub mod passwords;
+pub mod routes;
+pub mod telemetry;
+pub mod tokens;

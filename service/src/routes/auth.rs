@@ -1,0 +1,320 @@
+//! `/auth/*`: registration, login, refresh and logout for first-party callers.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use latchkey_store::now_ms;
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{self, NewRefresh, Rotation, User};
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::extract::{ApiJson, Bearer};
+use crate::passwords;
+use crate::routes::users::Profile;
+use crate::tokens::{digest, random_token};
+
+/// The `client_id` of tokens issued by `/auth/login` and `/auth/refresh`: Latchkey's own
+/// first-party API rather than a registered OAuth client.
+pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
+
+/// Scope of first-party session tokens.
+const FIRST_PARTY_SCOPE: &str = "profile email";
+
+/// Longest input we are willing to feed argon2 at login (bytes); anything longer cannot
+/// be a valid password and is refused without hashing.
+const MAX_LOGIN_PASSWORD_BYTES: usize = passwords::MAX_LENGTH * 4;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    username: String,
+    email: String,
+    password: String,
+    #[serde(default)]
+    full_name: String,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<Response> {
+    let mut problems = Vec::new();
+    validate_username(&req.username, &mut problems);
+    validate_email(&req.email, &mut problems);
+    if req.full_name.chars().count() > 200 || req.full_name.chars().any(char::is_control) {
+        problems
+            .push("full_name must be at most 200 characters without control characters".to_owned());
+    }
+    if !problems.is_empty() {
+        return Err(Error::Validation {
+            message: "the registration is invalid".into(),
+            details: problems,
+        });
+    }
+    state
+        .policy
+        .check(&req.password, &req.username, &req.email)?;
+
+    let now = now_ms();
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        username: req.username.trim().to_owned(),
+        email: req.email.trim().to_owned(),
+        full_name: req.full_name.trim().to_owned(),
+        password_hash: state.hasher.hash(req.password).await?,
+        is_active: true,
+        email_verified: false,
+        created_at: now,
+    };
+    accounts::create_user(&state.db, &user, now).await?;
+    tracing::info!(user_id = user.id, "user registered");
+    let mut response = (StatusCode::CREATED, Json(Profile::from(&user))).into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/users/me"));
+    Ok(response)
+}
+
+fn validate_username(username: &str, problems: &mut Vec<String>) {
+    let username = username.trim();
+    let ok_chars = username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let starts_ok = username
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !(3..=64).contains(&username.len()) || !ok_chars || !starts_ok {
+        problems.push(
+            "username must be 3 to 64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+                .to_owned(),
+        );
+    }
+}
+
+fn validate_email(email: &str, problems: &mut Vec<String>) {
+    let email = email.trim();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if !valid {
+        problems.push("email must be an address like name@example.com".to_owned());
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    /// A username or an email address.
+    #[serde(alias = "email")]
+    username: String,
+    password: String,
+}
+
+/// The body of a successful login or refresh (RFC 6749 §5.1 shape).
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+    scope: String,
+}
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        let mut response = Json(self).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<TokenResponse> {
+    if req.password.len() > MAX_LOGIN_PASSWORD_BYTES || req.username.len() > 254 {
+        return Err(Error::InvalidCredentials);
+    }
+    let user = accounts::find_by_login(&state.db, &req.username).await?;
+    // An unknown user is verified against a dummy hash: same answer, same time.
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = state.hasher.verify(req.password, stored).await?;
+    let user = match user {
+        Some(user) if matched => user,
+        _ => {
+            metrics::counter!("latchkey_logins_total", "result" => "failure").increment(1);
+            return Err(Error::InvalidCredentials);
+        }
+    };
+    if !user.is_active {
+        metrics::counter!("latchkey_logins_total", "result" => "disabled").increment(1);
+        return Err(Error::AccountDisabled);
+    }
+    metrics::counter!("latchkey_logins_total", "result" => "success").increment(1);
+    let family_id = uuid::Uuid::new_v4().to_string();
+    start_session(&state, &user.id, &family_id).await
+}
+
+/// Issues a refresh token in `family_id` and an access token bound to it.
+async fn start_session(state: &AppState, user_id: &str, family_id: &str) -> Result<TokenResponse> {
+    let now = now_ms();
+    let refresh_token = random_token(32)?;
+    let hash = digest(&refresh_token);
+    accounts::insert_refresh(
+        &state.db,
+        &NewRefresh {
+            token_hash: &hash,
+            family_id,
+            user_id,
+            client_id: FIRST_PARTY_CLIENT_ID,
+            scope: FIRST_PARTY_SCOPE,
+            expires_at: refresh_expiry(state, now),
+        },
+        now,
+    )
+    .await?;
+    metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
+    token_response(state, user_id, family_id, refresh_token).await
+}
+
+fn refresh_expiry(state: &AppState, now: i64) -> i64 {
+    now + i64::try_from(state.settings.refresh_ttl.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+async fn token_response(
+    state: &AppState,
+    user_id: &str,
+    family_id: &str,
+    refresh_token: String,
+) -> Result<TokenResponse> {
+    let issued = state
+        .tokens
+        .issue(
+            user_id,
+            FIRST_PARTY_CLIENT_ID,
+            FIRST_PARTY_SCOPE,
+            Some(family_id),
+        )
+        .await?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "Bearer",
+        expires_in: state.tokens.ttl().as_secs(),
+        refresh_token,
+        scope: issued.claims.scope,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// Rotates a refresh token. Presenting an already-used token revokes its whole family:
+/// the legitimate holder and the thief both lose the session.
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<TokenResponse> {
+    if req.refresh_token.is_empty() || req.refresh_token.len() > 512 {
+        return Err(Error::InvalidGrant("the refresh token is invalid"));
+    }
+    let now = now_ms();
+    let successor = random_token(32)?;
+    let rotation = accounts::rotate_refresh(
+        &state.db,
+        &digest(&req.refresh_token),
+        &digest(&successor),
+        refresh_expiry(&state, now),
+        now,
+    )
+    .await?;
+    match rotation {
+        Rotation::Rotated {
+            family_id, user_id, ..
+        } => {
+            let user = accounts::find_by_id(&state.db, &user_id).await?;
+            if !user.is_some_and(|u| u.is_active) {
+                accounts::revoke_family(&state.db, &family_id, now).await?;
+                return Err(Error::InvalidGrant("the account is no longer active"));
+            }
+            metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
+            token_response(&state, &user_id, &family_id, successor).await
+        }
+        Rotation::Reused => Err(Error::InvalidGrant(
+            "the refresh token was already used; the session has been revoked",
+        )),
+        Rotation::Invalid => Err(Error::InvalidGrant(
+            "the refresh token is invalid, expired or revoked",
+        )),
+    }
+}
+
+/// Ends the session: revokes the access token's `jti` until it expires and the refresh
+/// family it belongs to.
+async fn logout(State(state): State<AppState>, Bearer(claims): Bearer) -> Result<StatusCode> {
+    let now = now_ms();
+    state
+        .ephemeral
+        .revoke_jti(&claims.jti, claims.exp * 1000, now)
+        .await?;
+    if let Some(family_id) = &claims.sid {
+        accounts::revoke_family(&state.db, family_id, now).await?;
+    }
+    tracing::info!(user_id = claims.sub, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(f: fn(&str, &mut Vec<String>), value: &str) -> usize {
+        let mut out = Vec::new();
+        f(value, &mut out);
+        out.len()
+    }
+
+    #[test]
+    fn usernames() {
+        assert_eq!(problems(validate_username, "alice_01"), 0);
+        assert_eq!(problems(validate_username, "al"), 1);
+        assert_eq!(problems(validate_username, "_alice"), 1);
+        assert_eq!(problems(validate_username, "ali ce"), 1);
+        assert_eq!(problems(validate_username, "alice@example.com"), 1);
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(problems(validate_email, "a@example.com"), 0);
+        assert_eq!(problems(validate_email, "a@b@example.com"), 1);
+        assert_eq!(problems(validate_email, "a@localhost"), 1);
+        assert_eq!(problems(validate_email, "@example.com"), 1);
+        assert_eq!(problems(validate_email, "a b@example.com"), 1);
+    }
+}

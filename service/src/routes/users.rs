@@ -1,0 +1,68 @@
+//! `/users/me`.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::accounts::{self, User};
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::extract::Bearer;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/users/me", get(me))
+}
+
+/// What a user may see of their own account.
+#[derive(Debug, Serialize)]
+pub struct Profile {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub full_name: String,
+    pub email_verified: bool,
+    pub is_active: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<&User> for Profile {
+    fn from(user: &User) -> Self {
+        let created_at = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(user.created_at) * 1_000_000,
+        )
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+        Self {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            email: user.email.clone(),
+            full_name: user.full_name.clone(),
+            email_verified: user.email_verified,
+            is_active: user.is_active,
+            created_at,
+        }
+    }
+}
+
+async fn me(State(state): State<AppState>, Bearer(claims): Bearer) -> Result<Response> {
+    // A valid token whose user is gone or disabled is no longer a valid credential.
+    let user = accounts::find_by_id(&state.db, &claims.sub)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or(Error::InvalidToken(
+            "the token's user no longer exists or is disabled",
+        ))?;
+    let mut response = Json(Profile::from(&user)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,210 @@
+//! RS256 access tokens (RFC 9068) and opaque secrets.
+//!
+//! Signing is done here rather than through `jsonwebtoken::encode`, which re-parses the
+//! DER private key on every call; our [`KeyPair`]s stay parsed. Verification goes through
+//! `jsonwebtoken` with the algorithm, issuer and audience pinned, the key chosen by `kid`,
+//! and the RFC 9068 `typ` checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use latchkey_store::keys::KeyPair;
+use latchkey_store::now_ms;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::ephemeral::Ephemeral;
+use crate::error::{Error, Result};
+use crate::keyring::KeyRing;
+
+/// Clock skew tolerated on `exp`/`nbf`/`iat`, in seconds.
+const LEEWAY_SECS: u64 = 5;
+
+/// The claims of an access token (RFC 9068 §2.2).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// The refresh-token family (OIDC's session id), so logout can end the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'static str,
+    typ: &'static str,
+    kid: &'a str,
+}
+
+/// A freshly signed access token.
+#[derive(Debug)]
+pub struct Issued {
+    pub token: String,
+    pub claims: AccessClaims,
+}
+
+/// Issues and verifies access tokens. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    keys: KeyRing,
+    revoked: Ephemeral,
+    issuer: Arc<str>,
+    audience: Arc<str>,
+    ttl: Duration,
+    /// RSA signing is ~1 ms of CPU: done on the blocking pool, bounded to the cores.
+    signing_permits: Arc<Semaphore>,
+    validation: Arc<Validation>,
+}
+
+impl Tokens {
+    pub fn new(
+        keys: KeyRing,
+        revoked: Ephemeral,
+        issuer: String,
+        audience: String,
+        ttl: Duration,
+        cpus: usize,
+    ) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            keys,
+            revoked,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            ttl,
+            signing_permits: Arc::new(Semaphore::new(cpus.max(1))),
+            validation: Arc::new(validation),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signs an access token for `sub`.
+    pub async fn issue(
+        &self,
+        sub: &str,
+        client_id: &str,
+        scope: &str,
+        sid: Option<&str>,
+    ) -> Result<Issued> {
+        let key = self
+            .keys
+            .current()
+            .signing
+            .clone()
+            .ok_or(Error::Unavailable("no signing key is available yet"))?;
+        let iat = now_ms() / 1000;
+        let claims = AccessClaims {
+            iss: self.issuer.to_string(),
+            sub: sub.to_owned(),
+            aud: self.audience.to_string(),
+            client_id: client_id.to_owned(),
+            scope: scope.to_owned(),
+            jti: random_token(16)?,
+            iat,
+            exp: iat + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            sid: sid.map(str::to_owned),
+        };
+        let token = {
+            let _permit = self
+                .signing_permits
+                .acquire()
+                .await
+                .context("signer closed")?;
+            let claims = claims.clone();
+            tokio::task::spawn_blocking(move || sign(&key, &claims))
+                .await
+                .context("signing task")??
+        };
+        metrics::counter!("latchkey_tokens_issued_total", "kind" => "access").increment(1);
+        Ok(Issued { token, claims })
+    }
+
+    /// Verifies `token` completely: structure, `typ`, algorithm, `kid`, signature, `iss`,
+    /// `aud`, `exp`, and that its `jti` is not revoked.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Error::InvalidToken("the access token is malformed"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(Error::InvalidToken(
+                "the access token is not signed with RS256",
+            ));
+        }
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(Error::InvalidToken(
+                "the token is not an access token (typ)",
+            ));
+        }
+        let kid = header
+            .kid
+            .ok_or(Error::InvalidToken("the access token has no kid"))?;
+        let key = self.keys.verifier(&kid).await.ok_or(Error::InvalidToken(
+            "the access token is signed by an unknown key",
+        ))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => Error::InvalidToken("the access token has expired"),
+                _ => Error::InvalidToken("the access token is invalid"),
+            },
+        )?;
+        if self.revoked.is_revoked(&data.claims.jti, now_ms()).await? {
+            return Err(Error::InvalidToken("the access token has been revoked"));
+        }
+        Ok(data.claims)
+    }
+}
+
+fn sign(key: &KeyPair, claims: &AccessClaims) -> Result<String> {
+    let header = Header {
+        alg: "RS256",
+        typ: "at+jwt",
+        kid: key.kid(),
+    };
+    let mut jwt = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("header")?);
+    jwt.push('.');
+    jwt.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("claims")?));
+    let signature = key.sign_rs256(jwt.as_bytes())?;
+    jwt.push('.');
+    jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    Ok(jwt)
+}
+
+/// `bytes` of OS randomness, base64url without padding.
+pub fn random_token(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| anyhow::anyhow!("RNG failure"))?;
+    Ok(URL_SAFE_NO_PAD.encode(buf))
+}
+
+/// The digest under which an opaque token is stored and looked up (hex SHA-256). The
+/// tokens carry 256 bits of randomness, so a plain hash is enough: there is nothing to
+/// guess, and a database leak reveals no usable token.
+pub fn digest(token: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,112 @@
+//! The `signing_keys` table: the public half of every key that signs, will sign, or
+//! signed tokens that may still be alive.
+//!
+//! Rows are written by whoever manages the keys: the operator in Kubernetes, or the
+//! service itself in the embedded default ([`publish_active`]). The service reads them to
+//! build JWKS and its verifier set, and to pick the key it signs with.
+
+use sqlx::Row;
+
+use crate::keys::PublicJwk;
+use crate::{Db, Error, Result};
+
+/// Where a key is in its life (see the rotation protocol in ARCHITECTURE.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published in JWKS, not signing yet.
+    Next,
+    /// May sign; the newest Active key a replica holds is the one it signs with.
+    Active,
+    /// No longer signs; still verifies until `expires_at`.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "next" => Ok(Self::Next),
+            "active" => Ok(Self::Active),
+            "retired" => Ok(Self::Retired),
+            other => Err(Error::Corrupt(format!("signing key state {other:?}"))),
+        }
+    }
+}
+
+/// One published key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub algorithm: String,
+    pub jwk: PublicJwk,
+    pub state: KeyState,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub retired_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// Every key that verifiers must know at `now`: Next, Active, and Retired keys whose
+/// `expires_at` has not passed. Active keys come first, newest activation first, so the
+/// first one a replica holds is the one it signs with.
+pub async fn published(db: &Db, now: i64) -> Result<Vec<SigningKeyRow>> {
+    let rows = sqlx::query(
+        "SELECT kid, algorithm, public_jwk, state, created_at, activated_at, retired_at, expires_at \
+         FROM signing_keys \
+         WHERE expires_at IS NULL OR expires_at > $1 \
+         ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'next' THEN 1 ELSE 2 END, \
+                  activated_at DESC, created_at DESC, kid",
+    )
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let kid: String = row.try_get("kid")?;
+            let jwk_text: String = row.try_get("public_jwk")?;
+            let jwk: PublicJwk = serde_json::from_str(&jwk_text)
+                .map_err(|e| Error::Corrupt(format!("public_jwk of {kid}: {e}")))?;
+            if jwk.kid != kid {
+                return Err(Error::Corrupt(format!(
+                    "public_jwk of {kid} names {}",
+                    jwk.kid
+                )));
+            }
+            let state: String = row.try_get("state")?;
+            Ok(SigningKeyRow {
+                algorithm: row.try_get("algorithm")?,
+                jwk,
+                state: KeyState::parse(&state)?,
+                created_at: row.try_get("created_at")?,
+                activated_at: row.try_get("activated_at")?,
+                retired_at: row.try_get("retired_at")?,
+                expires_at: row.try_get("expires_at")?,
+                kid,
+            })
+        })
+        .collect()
+}
+
+/// Publishes `jwk` as an Active key unless its `kid` is already known (whatever its
+/// state). Returns whether a row was added. Used where the service manages its own keys.
+pub async fn publish_active(db: &Db, jwk: &PublicJwk, now: i64) -> Result<bool> {
+    let jwk_text = serde_json::to_string(jwk).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let done = sqlx::query(
+        "INSERT INTO signing_keys (kid, algorithm, public_jwk, state, created_at, activated_at) \
+         VALUES ($1, $2, $3, 'active', $4, $4) ON CONFLICT (kid) DO NOTHING",
+    )
+    .bind(&jwk.kid)
+    .bind(&jwk.alg)
+    .bind(jwk_text)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Run Latchkey's whole test suite on a fresh machine: installs what is missing,
+# starts a throwaway PostgreSQL + Redis, then runs fmt, clippy and the tests.
+#
+#   ./test.sh                      everything (what CI runs via .ci/run)
+#   ./test.sh login                extra args go to `cargo test` (a name filter here)
+#   ./test.sh -- --nocapture       ... or to the test binaries
+#   LATCHKEY_TEST_SKIP_LINT=1 ./test.sh   skip fmt + clippy (local iteration only)
+#
+# Works from any cwd. Exits non-zero if any step fails.
+set -euo pipefail
+
+REPO_ROOT=$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+cd "$REPO_ROOT"
+
+# shellcheck source=tests/scripts/services.sh
+source "$REPO_ROOT/tests/scripts/services.sh"
+
+# A shared target dir outside the checkout: CI runs in a fresh clone in another
+# folder on the same machine, and this lets it reuse the dependencies compiled
+# by earlier runs instead of building everything from scratch each time.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LATCHKEY_CACHE_DIR:-$HOME/.cache/latchkey}/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-$([ -t 1 ] && echo auto || echo never)}"
+# Full backtraces make failures in CI logs readable.
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+# Services are stopped on any exit; signals are turned into exits so the EXIT
+# trap also runs on Ctrl-C / SIGTERM.
+trap 'latchkey_services_stop' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+STEP_NAMES=()
+STEP_RESULTS=()
+FAILED=0
+
+# step NAME CMD...: run CMD with a banner and its wall time; record the result.
+step() {
+    local name=$1 start end rc
+    shift
+    printf '\n==> [%s] %s\n' "$name" "$*"
+    start=$(date +%s)
+    rc=0
+    "$@" || rc=$?
+    end=$(date +%s)
+    if [ "$rc" -eq 0 ]; then
+        printf '<== [%s] ok (%ss)\n' "$name" "$((end - start))"
+        STEP_RESULTS+=("ok      $((end - start))s")
+    else
+        printf '<== [%s] FAILED with exit code %s (%ss)\n' "$name" "$rc" "$((end - start))"
+        STEP_RESULTS+=("FAILED  $((end - start))s")
+        FAILED=1
+    fi
+    STEP_NAMES+=("$name")
+    return "$rc"
+}
+
+summary() {
+    local i
+    printf '\n==== summary\n'
+    for i in "${!STEP_NAMES[@]}"; do
+        printf '  %-10s %s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}"
+    done
+    printf '  %-10s %ss\n' total "$SECONDS"
+}
+
+ensure_tools() {
+    latchkey_services_install && latchkey_ensure_rust_tools
+}
+
+start_services() {
+    # Never reuse services exported into the caller's shell by a standalone
+    # `services.sh start`: this run starts (and stops) its own.
+    unset LATCHKEY_TEST_RUN_DIR LATCHKEY_TEST_DATABASE_URL LATCHKEY_TEST_REDIS_URL
+    latchkey_services_start "$$"
+}
+
+printf '==== Latchkey test suite\n'
+printf '  repo        %s (%s)\n' "$REPO_ROOT" "$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')"
+printf '  target dir  %s\n' "$CARGO_TARGET_DIR"
+printf '  ci          %s\n' "${CI:-false}"
+if [ "${LATCHKEY_TEST_SKIP_LINT:-}" = 1 ]; then
+    printf '  lint        skipped (LATCHKEY_TEST_SKIP_LINT=1)\n'
+fi
+
+# Setup failures are fatal: nothing after them can run meaningfully.
+if ! step tools ensure_tools; then
+    summary
+    exit 1
+fi
+printf '  %s, %s\n' "$(cargo --version)" "$(rustc --version)"
+if ! step services start_services; then
+    summary
+    exit 1
+fi
+
+# Lint and test steps all run even if an earlier one failed, so one CI run
+# shows every problem; the exit code still reports the failure.
+if [ "${LATCHKEY_TEST_SKIP_LINT:-}" != 1 ]; then
+    step fmt cargo fmt --all --check || true
+    step clippy cargo clippy --workspace --all-targets --locked -- -D warnings || true
+fi
+step test cargo test --workspace --locked "$@" || true
+
+summary
+if [ "$FAILED" -ne 0 ]; then
+    printf '\nFAILED\n'
+    exit 1
+fi
+printf '\nALL PASSED\n'
