@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`db`]: one connection pool over PostgreSQL (production) or SQLite (the embedded
 //!   default), chosen by the URL, and the migrations for both.
+//! - [`clients`]: OAuth 2.0 client records and their secret digests.
 //! - [`keys`]: RS256 key pairs: generation, PEM (PKCS#8), the public JWK and its RFC 7638
 //!   thumbprint, which is the `kid`.
 //! - [`keydir`]: a directory of private keys in the layout of a mounted Kubernetes Secret
@@ -16,6 +17,7 @@
 //! neither, and holds no HTTP or Kubernetes types.
 #![forbid(unsafe_code)]
 
+pub mod clients;
 pub mod db;
 pub mod keydir;
 pub mod keys;
@@ -44,6 +46,8 @@ pub enum Error {
     InvalidKey { name: String, reason: String },
     #[error("key generation failed")]
     KeyGeneration,
+    #[error("{0} already exists")]
+    Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
