@@ -182,8 +182,12 @@ pub enum Rotation {
 /// successor in one transaction. The consuming `UPDATE ... WHERE used_at IS NULL` is the
 /// single point of truth: of two concurrent refreshes with one token, exactly one wins
 /// and the other is treated as reuse.
+///
+/// The token must belong to `client_id`; another client's token is [`Rotation::Invalid`]
+/// and is not consumed.
 pub async fn rotate_refresh(
     db: &Db,
+    client_id: &str,
     old_hash: &str,
     new_hash: &str,
     new_expires_at: i64,
@@ -192,11 +196,13 @@ pub async fn rotate_refresh(
     let mut tx = db.pool().begin().await?;
     let consumed = sqlx::query(
         "UPDATE refresh_tokens SET used_at = $1 \
-         WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1 \
+         WHERE token_hash = $2 AND client_id = $3 AND used_at IS NULL AND revoked_at IS NULL \
+         AND expires_at > $1 \
          RETURNING family_id, user_id, client_id, scope",
     )
     .bind(now)
     .bind(old_hash)
+    .bind(client_id)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = consumed {
@@ -242,14 +248,30 @@ pub async fn rotate_refresh(
     Ok(Rotation::Reused)
 }
 
-/// The family (and owner) of a refresh token, if it exists.
+/// The scope of a live refresh token of `client_id`.
+pub async fn refresh_scope(db: &Db, token_hash: &str, client_id: &str) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT scope FROM refresh_tokens WHERE token_hash = $1 AND client_id = $2 \
+         AND used_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(token_hash)
+    .bind(client_id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get("scope")?),
+        None => None,
+    })
+}
+
+/// The family and client of a refresh token, if it exists.
 pub async fn refresh_family(db: &Db, token_hash: &str) -> Result<Option<(String, String)>> {
-    let row = sqlx::query("SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1")
+    let row = sqlx::query("SELECT family_id, client_id FROM refresh_tokens WHERE token_hash = $1")
         .bind(token_hash)
         .fetch_optional(db.pool())
         .await?;
     Ok(match row {
-        Some(row) => Some((row.try_get("family_id")?, row.try_get("user_id")?)),
+        Some(row) => Some((row.try_get("family_id")?, row.try_get("client_id")?)),
         None => None,
     })
 }

@@ -48,6 +48,10 @@ pub struct AppState {
 pub struct Settings {
     pub issuer: String,
     pub refresh_ttl: Duration,
+    pub code_ttl: Duration,
+    pub session_ttl: Duration,
+    /// Whether the issuer is https:// (cookies get `Secure` and the `__Host-` prefix).
+    pub secure_cookies: bool,
     pub jwks_max_age: Duration,
     pub redis_configured: bool,
 }
@@ -125,6 +129,9 @@ impl App {
             settings: Arc::new(Settings {
                 issuer: config.issuer(),
                 refresh_ttl: config.refresh_token_ttl,
+                code_ttl: config.authorization_code_ttl,
+                session_ttl: config.session_ttl,
+                secure_cookies: config.issuer().starts_with("https://"),
                 jwks_max_age: config.jwks_max_age,
                 redis_configured: matches!(ephemeral, Ephemeral::Redis(_)),
             }),
@@ -167,6 +174,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(routes::wellknown::router())
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::admin::router())
+        .merge(crate::oauth::router())
+        .merge(crate::oidc::router())
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(state);

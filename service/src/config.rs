@@ -82,6 +82,14 @@ pub struct Config {
     #[arg(long, env = "OAUTH2_REFRESH_TOKEN_EXPIRES", default_value = "14d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
 
+    /// Authorization-code lifetime (RFC 9700 recommends well under 10 minutes).
+    #[arg(long, env = "OAUTH2_AUTHORIZATION_CODE_EXPIRES", default_value = "60s", value_parser = parse_duration)]
+    pub authorization_code_ttl: Duration,
+
+    /// How long a browser stays signed in to the login page of `/oauth/authorize`.
+    #[arg(long, env = "LATCHKEY_SESSION_TTL", default_value = "8h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+
     /// `Cache-Control: max-age` of the JWKS document. Keep it shorter than the operator's
     /// `prePublish` so verifiers see a new key before it signs.
     #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
@@ -238,6 +246,15 @@ impl Config {
                     .into(),
             );
         }
+        let code_ttl = self.authorization_code_ttl.as_secs();
+        if !(10..=600).contains(&code_ttl) {
+            problems.push(format!(
+                "OAUTH2_AUTHORIZATION_CODE_EXPIRES={code_ttl}s must be between 10s and 10m"
+            ));
+        }
+        if self.session_ttl < Duration::from_secs(60) {
+            problems.push("LATCHKEY_SESSION_TTL must be at least 60s".into());
+        }
         if self.keys_reload_interval < Duration::from_secs(1) {
             problems.push("LATCHKEY_KEYS_RELOAD_INTERVAL must be at least 1s".into());
         }
@@ -289,13 +306,7 @@ impl Config {
     }
 
     pub fn database_url(&self) -> String {
-        match &self.database_url {
-            Some(url) => url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("latchkey.db").display()
-            ),
-        }
+        database_url_or_default(self.database_url.as_deref(), &self.data_dir)
     }
 
     pub fn keys_dir(&self) -> PathBuf {
@@ -319,6 +330,17 @@ impl Config {
 
     pub fn password_hash_concurrency(&self) -> usize {
         self.password_hash_concurrency.unwrap_or_else(cpu_count)
+    }
+}
+
+/// `DATABASE_URL` if set, otherwise the embedded default's SQLite file in `data_dir`.
+pub fn database_url_or_default(database_url: Option<&str>, data_dir: &std::path::Path) -> String {
+    match database_url {
+        Some(url) => url.to_owned(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("latchkey.db").display()
+        ),
     }
 }
 

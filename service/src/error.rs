@@ -39,8 +39,16 @@ pub enum Error {
     /// A missing, malformed, expired or revoked bearer token (RFC 6750 §3.1).
     #[error("{0}")]
     InvalidToken(&'static str),
+    /// A valid token without the scope this resource needs (RFC 6750 §3.1): 403.
+    #[error("{0}")]
+    InsufficientScope(&'static str),
     #[error("not found")]
     NotFound,
+    /// The resource is managed by the operator (an `OAuthClient`); change it there.
+    #[error(
+        "this client is managed by the Kubernetes operator; change its OAuthClient resource instead"
+    )]
+    ManagedElsewhere,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body too large")]
@@ -121,7 +129,9 @@ impl Error {
             Self::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
             Self::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
             Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::ManagedElsewhere => (StatusCode::CONFLICT, "managed_by_operator"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
             Self::UnsupportedMediaType(_) => {
@@ -158,6 +168,14 @@ impl IntoResponse for Error {
             Self::InvalidToken(description) => {
                 let value =
                     format!(r#"Bearer error="invalid_token", error_description="{description}""#);
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            Self::InsufficientScope(description) => {
+                let value = format!(
+                    r#"Bearer error="insufficient_scope", error_description="{description}""#
+                );
                 if let Ok(value) = HeaderValue::from_str(&value) {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }

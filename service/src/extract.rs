@@ -8,6 +8,19 @@ use crate::app::AppState;
 use crate::error::Error;
 use crate::tokens::AccessClaims;
 
+impl Bearer {
+    /// The active user the token was issued for. A valid token whose user is gone or
+    /// disabled is no longer a valid credential.
+    pub async fn user(&self, state: &AppState) -> Result<crate::accounts::User, Error> {
+        crate::accounts::find_by_id(&state.db, &self.0.sub)
+            .await?
+            .filter(|u| u.is_active)
+            .ok_or(Error::InvalidToken(
+                "the token's user no longer exists or is disabled",
+            ))
+    }
+}
+
 /// `axum::Json`, but a bad body answers our JSON error (400/413/415/422), never text.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(Error))]

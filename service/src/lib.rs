@@ -5,6 +5,8 @@
 //! - [`app`]: state, router, middleware; [`App::build`](app::App::build) connects to
 //!   everything and [`App::serve`](app::App::serve) runs until shutdown.
 //! - [`routes`]: one module per area (`auth`, `users`, `wellknown`, `meta`).
+//! - [`oauth`]: the OAuth 2.0 authorization server (token, authorize, introspect, revoke).
+//! - [`client_admin`]: creating and validating OAuth clients (CLI and admin API).
 //! - [`accounts`]: users and refresh-token families in the database.
 //! - [`passwords`]: the password policy and argon2id, off the async runtime.
 //! - [`keyring`]: which keys sign and verify, reloaded from the key directory and the
@@ -17,11 +19,14 @@
 
 pub mod accounts;
 pub mod app;
+pub mod client_admin;
 pub mod config;
 pub mod ephemeral;
 pub mod error;
 pub mod extract;
 pub mod keyring;
+pub mod oauth;
+pub mod oidc;
 pub mod passwords;
 pub mod routes;
 pub mod telemetry;

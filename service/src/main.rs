@@ -36,6 +36,14 @@ enum Command {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Manage OAuth clients in the database (outside Kubernetes; OAuthClient resources
+    /// are managed by the operator and are read-only here).
+    Client {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// Manage signing keys.
     Keys {
         #[command(subcommand)]
@@ -62,6 +70,88 @@ enum KeysCommand {
     },
 }
 
+/// Where the client commands find the database: the same settings as `serve`.
+#[derive(clap::Args)]
+struct DbArgs {
+    /// Database URL; defaults to the embedded SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    /// Data directory of the embedded default.
+    #[arg(
+        long,
+        env = "LATCHKEY_DATA_DIR",
+        default_value = "./latchkey-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client. A confidential client's secret is printed once and stored only
+    /// as a digest.
+    Create(Box<ClientFlags>),
+    /// List clients (never their secrets).
+    List,
+    /// Delete a client.
+    Delete { client_id: String },
+    /// Give a confidential client a new secret. The old one keeps working for --overlap.
+    RotateSecret {
+        client_id: String,
+        /// How long the previous secret stays valid (0s ends it at once).
+        #[arg(long, default_value = "1h", value_parser = latchkey::config::parse_duration)]
+        overlap: std::time::Duration,
+    },
+}
+
+#[derive(clap::Args)]
+struct ClientFlags {
+    /// Client id (letters, digits, . _ - ~). Defaults to a random one.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Display name shown on the consent page.
+    #[arg(long)]
+    name: Option<String>,
+    /// A public client (no secret, PKCE required), e.g. a single-page or native app.
+    #[arg(long)]
+    public: bool,
+    /// Allowed grant type; repeat for several (authorization_code, client_credentials,
+    /// refresh_token, password). Default: client_credentials, or authorization_code and
+    /// refresh_token for public clients.
+    #[arg(long = "grant-type")]
+    grant_types: Vec<String>,
+    /// Allowed redirect URI (exact match); repeat for several.
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Allowed scope; repeat for several.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// client_secret_basic (default), client_secret_post, or none (public clients).
+    #[arg(long)]
+    auth_method: Option<String>,
+    /// Skip the consent page (for the operator's own applications).
+    #[arg(long)]
+    first_party: bool,
+    /// Access-token lifetime in seconds (default: the service's).
+    #[arg(long)]
+    access_token_ttl: Option<i64>,
+    /// Refresh-token lifetime in seconds (default: the service's).
+    #[arg(long)]
+    refresh_token_ttl: Option<i64>,
+    /// `aud` of this client's access tokens (default: the service's audience).
+    #[arg(long)]
+    audience: Option<String>,
+}
+
 /// `latchkey` with no subcommand behaves as `latchkey serve`, configured from the
 /// environment alone.
 #[derive(Parser)]
@@ -76,6 +166,7 @@ fn main() -> ExitCode {
         None => run_async(serve(ServeDefaults::parse_from(["latchkey"]).config)),
         Some(Command::Serve { config }) => run_async(serve(*config)),
         Some(Command::Migrate { config }) => run_async(migrate(*config)),
+        Some(Command::Client { db, command }) => run_async(client_command(db, command)),
         Some(Command::Keys {
             command: KeysCommand::Generate { dir, bits, replace },
         }) => generate_key(&dir, bits, replace),
@@ -125,6 +216,113 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     let db = Db::connect(&config.database_url(), 1).await?;
     db.migrate().await?;
     println!("migrations applied ({})", db.backend().as_str());
+    Ok(())
+}
+
+async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<()> {
+    use latchkey::client_admin::{self, ClientInput, ClientView};
+    use latchkey_store::clients::{self, ManagedBy};
+
+    let url =
+        latchkey::config::database_url_or_default(args.database_url.as_deref(), &args.data_dir);
+    if args.database_url.is_none() {
+        std::fs::create_dir_all(&args.data_dir)?;
+    }
+    let db = Db::connect(&url, 1).await?;
+    db.migrate().await?;
+    let print = |view: &ClientView| -> anyhow::Result<()> {
+        match args.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(view)?),
+            Output::Text => {
+                println!("client_id:     {}", view.client_id);
+                if let Some(secret) = &view.client_secret {
+                    println!("client_secret: {secret}    (shown once; store it now)");
+                }
+                println!("public:        {}", view.public);
+                println!("grant_types:   {}", view.grant_types.join(" "));
+                println!("redirect_uris: {}", view.redirect_uris.join(" "));
+                println!("scopes:        {}", view.scopes.join(" "));
+                println!("auth_method:   {}", view.token_endpoint_auth_method);
+                println!("managed_by:    {}", view.managed_by);
+            }
+        }
+        Ok(())
+    };
+    let now = latchkey_store::now_ms();
+    match command {
+        ClientCommand::Create(flags) => {
+            let flags = *flags;
+            let non_empty = |v: Vec<String>| if v.is_empty() { None } else { Some(v) };
+            let input = ClientInput {
+                client_id: flags.client_id,
+                name: flags.name,
+                public: Some(flags.public),
+                grant_types: non_empty(flags.grant_types),
+                redirect_uris: non_empty(flags.redirect_uris),
+                scopes: non_empty(flags.scopes),
+                token_endpoint_auth_method: flags.auth_method,
+                first_party: Some(flags.first_party),
+                access_token_ttl: flags.access_token_ttl,
+                refresh_token_ttl: flags.refresh_token_ttl,
+                audience: flags.audience,
+            };
+            let (record, secret) = client_admin::create(input, now)
+                .map_err(|p| anyhow::anyhow!("invalid client:\n  - {}", p.join("\n  - ")))?;
+            clients::insert(&db, &record).await?;
+            print(&ClientView::new(&record, secret.as_ref()))?;
+        }
+        ClientCommand::List => {
+            let records = clients::list(&db).await?;
+            let views: Vec<ClientView> = records.iter().map(|r| ClientView::new(r, None)).collect();
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&views)?),
+                Output::Text => {
+                    for v in &views {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            v.client_id,
+                            if v.public { "public" } else { "confidential" },
+                            v.grant_types.join(","),
+                            v.managed_by
+                        );
+                    }
+                }
+            }
+        }
+        ClientCommand::Delete { client_id } => {
+            let record = clients::get(&db, &client_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no client {client_id}"))?;
+            anyhow::ensure!(
+                record.managed_by == ManagedBy::Api,
+                "{client_id} is managed by the operator; delete its OAuthClient resource"
+            );
+            clients::delete(&db, &client_id).await?;
+            println!("deleted {client_id}");
+        }
+        ClientCommand::RotateSecret { client_id, overlap } => {
+            let mut record = clients::get(&db, &client_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no client {client_id}"))?;
+            anyhow::ensure!(
+                record.managed_by == ManagedBy::Api,
+                "{client_id} is managed by the operator; use the OAuthClient's secretRotation"
+            );
+            anyhow::ensure!(
+                !record.public,
+                "{client_id} is a public client and has no secret"
+            );
+            let secret = clients::ClientSecret::generate()?;
+            record.previous_secret_hash = record.secret_hash.take();
+            record.previous_secret_expires_at =
+                Some(now + i64::try_from(overlap.as_millis()).unwrap_or(0));
+            record.secret_hash = Some(secret.digest());
+            record.updated_at = now;
+            clients::upsert(&db, &record).await?;
+            print(&ClientView::new(&record, Some(&secret)))?;
+        }
+    }
+    db.close().await;
     Ok(())
 }
 

@@ -48,6 +48,20 @@ struct Header<'a> {
     kid: &'a str,
 }
 
+/// What an access token is issued for.
+#[derive(Debug, Default)]
+pub struct Grant<'a> {
+    pub sub: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    /// Refresh-token family (session) the token belongs to, if any.
+    pub sid: Option<&'a str>,
+    /// `aud`; defaults to the service's audience.
+    pub audience: Option<&'a str>,
+    /// Lifetime; defaults to `OAUTH2_ACCESS_TOKEN_EXPIRES`.
+    pub ttl: Option<Duration>,
+}
+
 /// A freshly signed access token.
 #[derive(Debug)]
 pub struct Issued {
@@ -66,6 +80,9 @@ pub struct Tokens {
     /// RSA signing is ~1 ms of CPU: done on the blocking pool, bounded to the cores.
     signing_permits: Arc<Semaphore>,
     validation: Arc<Validation>,
+    /// For introspection: like `validation` but any audience (tokens of clients with their
+    /// own resource-server audience are still ours to describe).
+    any_audience: Arc<Validation>,
 }
 
 impl Tokens {
@@ -82,6 +99,8 @@ impl Tokens {
         validation.set_audience(&[&audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
+        let mut any_audience = validation.clone();
+        any_audience.validate_aud = false;
         Self {
             keys,
             revoked,
@@ -90,6 +109,7 @@ impl Tokens {
             ttl,
             signing_permits: Arc::new(Semaphore::new(cpus.max(1))),
             validation: Arc::new(validation),
+            any_audience: Arc::new(any_audience),
         }
     }
 
@@ -101,50 +121,61 @@ impl Tokens {
         &self.issuer
     }
 
-    /// Signs an access token for `sub`.
-    pub async fn issue(
-        &self,
-        sub: &str,
-        client_id: &str,
-        scope: &str,
-        sid: Option<&str>,
-    ) -> Result<Issued> {
+    /// Signs an access token.
+    pub async fn issue(&self, grant: &Grant<'_>) -> Result<Issued> {
+        let iat = now_ms() / 1000;
+        let ttl = grant.ttl.unwrap_or(self.ttl);
+        let claims = AccessClaims {
+            iss: self.issuer.to_string(),
+            sub: grant.sub.to_owned(),
+            aud: grant.audience.unwrap_or(&self.audience).to_owned(),
+            client_id: grant.client_id.to_owned(),
+            scope: grant.scope.to_owned(),
+            jti: random_token(16)?,
+            iat,
+            exp: iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            sid: grant.sid.map(str::to_owned),
+        };
+        let token = self.sign("at+jwt", &claims).await?;
+        metrics::counter!("latchkey_tokens_issued_total", "kind" => "access").increment(1);
+        Ok(Issued { token, claims })
+    }
+
+    /// Signs any claims set with the current key, with header `typ`.
+    pub async fn sign<C: Serialize>(&self, typ: &'static str, claims: &C) -> Result<String> {
         let key = self
             .keys
             .current()
             .signing
             .clone()
             .ok_or(Error::Unavailable("no signing key is available yet"))?;
-        let iat = now_ms() / 1000;
-        let claims = AccessClaims {
-            iss: self.issuer.to_string(),
-            sub: sub.to_owned(),
-            aud: self.audience.to_string(),
-            client_id: client_id.to_owned(),
-            scope: scope.to_owned(),
-            jti: random_token(16)?,
-            iat,
-            exp: iat + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2),
-            sid: sid.map(str::to_owned),
-        };
-        let token = {
-            let _permit = self
-                .signing_permits
-                .acquire()
-                .await
-                .context("signer closed")?;
-            let claims = claims.clone();
-            tokio::task::spawn_blocking(move || sign(&key, &claims))
-                .await
-                .context("signing task")??
-        };
-        metrics::counter!("latchkey_tokens_issued_total", "kind" => "access").increment(1);
-        Ok(Issued { token, claims })
+        let payload = serde_json::to_vec(claims).context("claims")?;
+        let _permit = self
+            .signing_permits
+            .acquire()
+            .await
+            .context("signer closed")?;
+        tokio::task::spawn_blocking(move || sign(&key, typ, &payload))
+            .await
+            .context("signing task")?
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 
     /// Verifies `token` completely: structure, `typ`, algorithm, `kid`, signature, `iss`,
     /// `aud`, `exp`, and that its `jti` is not revoked.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims> {
+        self.verify_with(token, &self.validation).await
+    }
+
+    /// [`Tokens::verify`] without the audience check, for introspection.
+    pub async fn verify_any_audience(&self, token: &str) -> Result<AccessClaims> {
+        self.verify_with(token, &self.any_audience).await
+    }
+
+    async fn verify_with(&self, token: &str, validation: &Validation) -> Result<AccessClaims> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Error::InvalidToken("the access token is malformed"))?;
         if header.alg != Algorithm::RS256 {
@@ -166,12 +197,12 @@ impl Tokens {
         let key = self.keys.verifier(&kid).await.ok_or(Error::InvalidToken(
             "the access token is signed by an unknown key",
         ))?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(
-            |e| match e.kind() {
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, validation).map_err(|e| {
+            match e.kind() {
                 ErrorKind::ExpiredSignature => Error::InvalidToken("the access token has expired"),
                 _ => Error::InvalidToken("the access token is invalid"),
-            },
-        )?;
+            }
+        })?;
         if self.revoked.is_revoked(&data.claims.jti, now_ms()).await? {
             return Err(Error::InvalidToken("the access token has been revoked"));
         }
@@ -179,15 +210,15 @@ impl Tokens {
     }
 }
 
-fn sign(key: &KeyPair, claims: &AccessClaims) -> Result<String> {
+fn sign(key: &KeyPair, typ: &'static str, payload: &[u8]) -> Result<String> {
     let header = Header {
         alg: "RS256",
-        typ: "at+jwt",
+        typ,
         kid: key.kid(),
     };
     let mut jwt = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("header")?);
     jwt.push('.');
-    jwt.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("claims")?));
+    jwt.push_str(&URL_SAFE_NO_PAD.encode(payload));
     let signature = key.sign_rs256(jwt.as_bytes())?;
     jwt.push('.');
     jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));

@@ -151,7 +151,8 @@ _lk_wait_gone() {
 # ----------------------------------------------------------------------------
 # installation
 
-# Install postgresql / redis-server from Debian if they are missing.
+# Install postgresql / redis-server, and chromium + chromium-driver for the
+# headless-browser test (service/tests/browser.rs), from Debian if they are missing.
 latchkey_services_install() {
     local pkgs=() made_policy=0 rc=0
     _lk_pg_bindir >/dev/null || pkgs+=(postgresql)
@@ -161,6 +162,10 @@ latchkey_services_install() {
     # psql and pg_isready come with postgresql(-client); pg_isready is looked up
     # in the server's bindir, psql is used to verify the password works.
     _lk_have psql || pkgs+=(postgresql-client)
+    # The browser test runs these exact paths (not whatever is first on PATH).
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        pkgs+=(chromium chromium-driver)
+    fi
     [ "${#pkgs[@]}" -eq 0 ] && return 0
 
     if ! _lk_is_root; then
@@ -193,6 +198,10 @@ latchkey_services_install() {
     fi
     if ! _lk_have redis-server || ! _lk_have redis-cli; then
         _lk_err "redis-server was installed but redis-server/redis-cli are still not on PATH"
+        return 1
+    fi
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        _lk_err "chromium/chromium-driver were installed but /usr/bin/chromium or /usr/bin/chromedriver is missing"
         return 1
     fi
     return 0

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::extract::{ApiJson, Bearer};
 use crate::passwords;
 use crate::routes::users::Profile;
-use crate::tokens::{digest, random_token};
+use crate::tokens::{Grant, digest, random_token};
 
 /// The `client_id` of tokens issued by `/auth/login` and `/auth/refresh`: Latchkey's own
 /// first-party API rather than a registered OAuth client.
@@ -156,13 +156,21 @@ async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<TokenResponse> {
-    if req.password.len() > MAX_LOGIN_PASSWORD_BYTES || req.username.len() > 254 {
+    let user = verify_login(&state, &req.username, req.password).await?;
+    let family_id = uuid::Uuid::new_v4().to_string();
+    start_session(&state, &user.id, &family_id).await
+}
+
+/// Checks a username (or email) and password: the one place every login path (this API,
+/// the password grant, the login page) goes through. An unknown user is verified against
+/// a dummy hash: same answer, same time.
+pub async fn verify_login(state: &AppState, login: &str, password: String) -> Result<User> {
+    if password.len() > MAX_LOGIN_PASSWORD_BYTES || login.len() > 254 {
         return Err(Error::InvalidCredentials);
     }
-    let user = accounts::find_by_login(&state.db, &req.username).await?;
-    // An unknown user is verified against a dummy hash: same answer, same time.
+    let user = accounts::find_by_login(&state.db, login).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let matched = state.hasher.verify(req.password, stored).await?;
+    let matched = state.hasher.verify(password, stored).await?;
     let user = match user {
         Some(user) if matched => user,
         _ => {
@@ -175,8 +183,7 @@ async fn login(
         return Err(Error::AccountDisabled);
     }
     metrics::counter!("latchkey_logins_total", "result" => "success").increment(1);
-    let family_id = uuid::Uuid::new_v4().to_string();
-    start_session(&state, &user.id, &family_id).await
+    Ok(user)
 }
 
 /// Issues a refresh token in `family_id` and an access token bound to it.
@@ -213,12 +220,13 @@ async fn token_response(
 ) -> Result<TokenResponse> {
     let issued = state
         .tokens
-        .issue(
-            user_id,
-            FIRST_PARTY_CLIENT_ID,
-            FIRST_PARTY_SCOPE,
-            Some(family_id),
-        )
+        .issue(&Grant {
+            sub: user_id,
+            client_id: FIRST_PARTY_CLIENT_ID,
+            scope: FIRST_PARTY_SCOPE,
+            sid: Some(family_id),
+            ..Grant::default()
+        })
         .await?;
     Ok(TokenResponse {
         access_token: issued.token,
@@ -248,6 +256,7 @@ async fn refresh(
     let successor = random_token(32)?;
     let rotation = accounts::rotate_refresh(
         &state.db,
+        FIRST_PARTY_CLIENT_ID,
         &digest(&req.refresh_token),
         &digest(&successor),
         refresh_expiry(&state, now),

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module (and one `router()`) per area.
 
+pub mod admin;
 pub mod auth;
 pub mod meta;
 pub mod users;

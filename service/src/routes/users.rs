@@ -7,9 +7,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::accounts::{self, User};
+use crate::accounts::User;
 use crate::app::AppState;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::extract::Bearer;
 
 pub fn router() -> Router<AppState> {
@@ -52,14 +52,8 @@ impl From<&User> for Profile {
     }
 }
 
-async fn me(State(state): State<AppState>, Bearer(claims): Bearer) -> Result<Response> {
-    // A valid token whose user is gone or disabled is no longer a valid credential.
-    let user = accounts::find_by_id(&state.db, &claims.sub)
-        .await?
-        .filter(|u| u.is_active)
-        .ok_or(Error::InvalidToken(
-            "the token's user no longer exists or is disabled",
-        ))?;
+async fn me(State(state): State<AppState>, bearer: Bearer) -> Result<Response> {
+    let user = bearer.user(&state).await?;
     let mut response = Json(Profile::from(&user)).into_response();
     response
         .headers_mut()

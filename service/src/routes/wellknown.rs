@@ -5,7 +5,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 
 use crate::app::AppState;
 
@@ -13,6 +12,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
 }
 
 fn public_cache(state: &AppState) -> HeaderValue {
@@ -33,17 +33,9 @@ async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
-/// RFC 8414 metadata, listing only what this service implements today.
+/// RFC 8414 metadata; the same document serves OpenID Connect discovery.
 async fn metadata(State(state): State<AppState>) -> Response {
-    let issuer = &state.settings.issuer;
-    let mut response = Json(json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        // No authorization endpoint yet, so no response type is supported.
-        "response_types_supported": [],
-        "grant_types_supported": [],
-    }))
-    .into_response();
+    let mut response = Json(crate::oidc::metadata(&state.settings.issuer)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, public_cache(&state));

@@ -13,6 +13,7 @@ use clap::Parser;
 use latchkey::app::App;
 use latchkey::config::Config;
 use latchkey_store::Db;
+use latchkey_store::clients::ClientRecord;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,8 +112,22 @@ impl TestServer {
         Self::start_with(backend, &[]).await
     }
 
+    /// Starts a server whose issuer is its own address, for clients that discover it.
+    pub async fn start_with_issuer(backend: Backend) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_on(backend, &[], Some(listener)).await
+    }
+
     /// Starts a server; `extra` are further command-line flags (`--flag`, `value`).
     pub async fn start_with(backend: Backend, extra: &[&str]) -> Self {
+        Self::start_on(backend, extra, None).await
+    }
+
+    async fn start_on(
+        backend: Backend,
+        extra: &[&str],
+        listener: Option<std::net::TcpListener>,
+    ) -> Self {
         // Server logs go to the test's captured output, shown when it fails.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("LATCHKEY_TEST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -120,12 +135,16 @@ impl TestServer {
             .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
+        let issuer = match &listener {
+            Some(l) => format!("http://{}", l.local_addr().expect("addr")),
+            None => ISSUER.to_owned(),
+        };
         let mut args: Vec<String> = vec![
             "latchkey".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--issuer".into(),
-            ISSUER.into(),
+            issuer,
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--log".into(),
@@ -158,9 +177,15 @@ impl TestServer {
         let keys_dir = config.keys_dir();
 
         let app = App::build(&config).await.expect("service starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = match listener {
+            Some(l) => {
+                l.set_nonblocking(true).expect("nonblocking");
+                tokio::net::TcpListener::from_std(l).expect("listener")
+            }
+            None => tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        };
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -211,6 +236,34 @@ impl TestServer {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Registers an OAuth client directly in the database (as `latchkey client create`
+    /// would); returns it with its secret, if confidential.
+    pub async fn client(
+        &self,
+        input: latchkey::client_admin::ClientInput,
+    ) -> (ClientRecord, Option<String>) {
+        let (record, secret) =
+            latchkey::client_admin::create(input, latchkey_store::now_ms()).expect("valid client");
+        latchkey_store::clients::insert(&self.db, &record)
+            .await
+            .expect("insert client");
+        (record, secret.map(|s| s.expose().to_owned()))
+    }
+
+    /// `POST` a form, optionally with HTTP Basic client credentials.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.expect("request")
     }
 
     /// Registers `username` with a strong password; returns the password.

@@ -1,0 +1,287 @@
+//! Creating, changing and validating OAuth client records outside Kubernetes: shared by
+//! the `latchkey client` commands and the `/oauth/clients` admin API.
+
+use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy};
+use serde::{Deserialize, Serialize};
+
+use crate::oauth::scopes;
+
+pub const GRANT_TYPES: [&str; 4] = [
+    "authorization_code",
+    "client_credentials",
+    "refresh_token",
+    "password",
+];
+pub const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
+/// Fields a caller may set. On create, absent fields take defaults; on update, absent
+/// fields keep their value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInput {
+    pub client_id: Option<String>,
+    pub name: Option<String>,
+    pub public: Option<bool>,
+    pub grant_types: Option<Vec<String>>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub first_party: Option<bool>,
+    pub access_token_ttl: Option<i64>,
+    pub refresh_token_ttl: Option<i64>,
+    pub audience: Option<String>,
+}
+
+/// A client as shown to administrators: everything but secret digests.
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub grant_types: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub first_party: bool,
+    pub access_token_ttl: Option<i64>,
+    pub refresh_token_ttl: Option<i64>,
+    pub audience: Option<String>,
+    pub managed_by: &'static str,
+    /// Only in the answer that created or rotated the secret; never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl ClientView {
+    pub fn new(record: &ClientRecord, secret: Option<&ClientSecret>) -> Self {
+        Self {
+            client_id: record.client_id.clone(),
+            name: record.name.clone(),
+            public: record.public,
+            grant_types: record.grant_types.clone(),
+            redirect_uris: record.redirect_uris.clone(),
+            scopes: record.scopes.clone(),
+            token_endpoint_auth_method: record.token_endpoint_auth_method.clone(),
+            first_party: record.first_party,
+            access_token_ttl: record.access_token_ttl,
+            refresh_token_ttl: record.refresh_token_ttl,
+            audience: record.audience.clone(),
+            managed_by: record.managed_by.as_str(),
+            client_secret: secret.map(|s| s.expose().to_owned()),
+        }
+    }
+}
+
+/// A new API-managed client from `input`; confidential clients get a fresh secret,
+/// returned once.
+pub fn create(
+    input: ClientInput,
+    now: i64,
+) -> Result<(ClientRecord, Option<ClientSecret>), Vec<String>> {
+    let public = input.public.unwrap_or(false);
+    let client_id = match &input.client_id {
+        Some(id) => id.clone(),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let mut record = ClientRecord {
+        client_id,
+        name: String::new(),
+        secret_hash: None,
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        public,
+        grant_types: if public {
+            vec!["authorization_code".into(), "refresh_token".into()]
+        } else {
+            vec!["client_credentials".into()]
+        },
+        redirect_uris: Vec::new(),
+        scopes: Vec::new(),
+        token_endpoint_auth_method: if public {
+            "none"
+        } else {
+            "client_secret_basic"
+        }
+        .into(),
+        first_party: false,
+        access_token_ttl: None,
+        refresh_token_ttl: None,
+        audience: None,
+        managed_by: ManagedBy::Api,
+        owner: None,
+        created_at: now,
+        updated_at: now,
+    };
+    apply(
+        &mut record,
+        ClientInput {
+            client_id: None,
+            public: None,
+            ..input
+        },
+    );
+    validate(&record)?;
+    let secret = if record.public {
+        None
+    } else {
+        let secret = ClientSecret::generate().map_err(|e| vec![e.to_string()])?;
+        record.secret_hash = Some(secret.digest());
+        Some(secret)
+    };
+    Ok((record, secret))
+}
+
+/// Applies the fields present in `input` (except `client_id` and `public`, which
+/// cannot change).
+pub fn apply(record: &mut ClientRecord, input: ClientInput) {
+    if let Some(v) = input.name {
+        record.name = v;
+    }
+    if let Some(v) = input.grant_types {
+        record.grant_types = v;
+    }
+    if let Some(v) = input.redirect_uris {
+        record.redirect_uris = v;
+    }
+    if let Some(v) = input.scopes {
+        record.scopes = v;
+    }
+    if let Some(v) = input.token_endpoint_auth_method {
+        record.token_endpoint_auth_method = v;
+    }
+    if let Some(v) = input.first_party {
+        record.first_party = v;
+    }
+    if input.access_token_ttl.is_some() {
+        record.access_token_ttl = input.access_token_ttl;
+    }
+    if input.refresh_token_ttl.is_some() {
+        record.refresh_token_ttl = input.refresh_token_ttl;
+    }
+    if input.audience.is_some() {
+        record.audience = input.audience;
+    }
+}
+
+/// Whether `uri` is an acceptable redirect URI: absolute `https://`, or `http://` on a
+/// loopback host (RFC 8252 §7.3), without a fragment.
+pub fn valid_redirect_uri(uri: &str) -> bool {
+    if uri.contains('#') || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    if let Some(rest) = uri.strip_prefix("https://") {
+        return !rest.is_empty() && !rest.starts_with('/');
+    }
+    let Some(rest) = uri.strip_prefix("http://") else {
+        return false;
+    };
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = if host_port.starts_with("[::1]") {
+        "[::1]"
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// Every problem with `record`, one message each.
+pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let id = &record.client_id;
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~'))
+    {
+        problems.push(
+            "client_id must be 1 to 128 characters of letters, digits, '.', '_', '-' or '~'".into(),
+        );
+    }
+    if record.name.chars().count() > 200 {
+        problems.push("name must be at most 200 characters".into());
+    }
+    if record.grant_types.is_empty() {
+        problems.push("grant_types must not be empty".into());
+    }
+    for grant in &record.grant_types {
+        if !GRANT_TYPES.contains(&grant.as_str()) {
+            problems.push(format!(
+                "unknown grant type {grant:?} (known: {})",
+                GRANT_TYPES.join(", ")
+            ));
+        }
+    }
+    if record.public && record.allows_grant("client_credentials") {
+        problems.push("public clients cannot use client_credentials".into());
+    }
+    if record.allows_grant("authorization_code") && record.redirect_uris.is_empty() {
+        problems.push("authorization_code needs at least one redirect URI".into());
+    }
+    for uri in &record.redirect_uris {
+        if !valid_redirect_uri(uri) {
+            problems.push(format!(
+                "redirect URI {uri:?} must be https:// or loopback http://, without a fragment"
+            ));
+        }
+    }
+    for scope in &record.scopes {
+        if !scopes::is_valid_token(scope) {
+            problems.push(format!("{scope:?} is not a valid scope"));
+        }
+    }
+    let method = record.token_endpoint_auth_method.as_str();
+    if !AUTH_METHODS.contains(&method) {
+        problems.push(format!(
+            "unknown token_endpoint_auth_method {method:?} (known: {})",
+            AUTH_METHODS.join(", ")
+        ));
+    } else if record.public != (method == "none") {
+        problems.push("public clients use token_endpoint_auth_method none, confidential clients a secret method".into());
+    }
+    for (name, ttl) in [
+        ("access_token_ttl", record.access_token_ttl),
+        ("refresh_token_ttl", record.refresh_token_ttl),
+    ] {
+        if ttl.is_some_and(|t| !(60..=90 * 86_400).contains(&t)) {
+            problems.push(format!("{name} must be between 60 seconds and 90 days"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris() {
+        assert!(valid_redirect_uri("https://app.example.com/cb"));
+        assert!(valid_redirect_uri("http://127.0.0.1:8765/cb"));
+        assert!(valid_redirect_uri("http://localhost/cb"));
+        assert!(valid_redirect_uri("http://[::1]:9000/cb"));
+        assert!(!valid_redirect_uri("http://app.example.com/cb"));
+        assert!(!valid_redirect_uri("http://127.0.0.1.evil.com/cb"));
+        assert!(!valid_redirect_uri("https://app.example.com/cb#frag"));
+        assert!(!valid_redirect_uri("javascript:alert(1)"));
+    }
+
+    #[test]
+    fn defaults_and_rules() {
+        let (record, secret) = create(ClientInput::default(), 0).expect("defaults are valid");
+        assert!(!record.public && secret.is_some());
+        assert_eq!(record.grant_types, ["client_credentials"]);
+
+        let bad = ClientInput {
+            public: Some(true),
+            grant_types: Some(vec!["client_credentials".into(), "implicit".into()]),
+            ..ClientInput::default()
+        };
+        let problems = create(bad, 0).expect_err("invalid");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+}

@@ -1,0 +1,585 @@
+//! `GET`/`POST /oauth/authorize` (RFC 6749 §4.1, RFC 7636, RFC 9700): the login page,
+//! the consent page and the redirect with a code.
+//!
+//! The client and the exact redirect URI are checked first; if either is wrong the user
+//! sees an error page and is never redirected (RFC 6749 §4.1.2.1). The request's
+//! parameters travel through the forms as hidden fields and are validated again on every
+//! POST, so no server state exists before sign-in. Forms carry a CSRF token that must
+//! equal the value of a SameSite cookie (double submit).
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use latchkey_store::clients::{self, ClientRecord};
+use latchkey_store::now_ms;
+use subtle::ConstantTimeEq;
+
+use super::codes::{self, NewCode};
+use super::form::Params;
+use super::scopes;
+use crate::app::AppState;
+use crate::error::Error;
+use crate::routes::auth::verify_login;
+use crate::tokens::{digest, random_token};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/oauth/authorize", get(authorize_get).post(authorize_post))
+}
+
+/// Parameters of the authorization request that the forms carry along.
+const CARRIED: [&str; 9] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "prompt",
+];
+
+/// A validated authorization request.
+struct Request {
+    client: ClientRecord,
+    redirect_uri: String,
+    redirect_given: bool,
+    scope: String,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    nonce: Option<String>,
+    prompt: Option<String>,
+    carried: Vec<(&'static str, String)>,
+}
+
+/// Why a request cannot go on.
+enum Refusal {
+    /// Client or redirect URI unusable: an error page, never a redirect.
+    Page(StatusCode, String),
+    /// Everything else: back to the client with `error` (RFC 6749 §4.1.2.1).
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: String,
+    },
+}
+
+impl Refusal {
+    fn redirect(request: &Request, error: &'static str, description: impl Into<String>) -> Self {
+        Self::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            error,
+            description: description.into(),
+        }
+    }
+}
+
+async fn validate(app: &AppState, params: &Params) -> Result<Request, Refusal> {
+    let page = |m: &str| Refusal::Page(StatusCode::BAD_REQUEST, m.to_owned());
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| page("The request has no client_id."))?;
+    let client = clients::get(&app.db, client_id)
+        .await
+        .map_err(|_| {
+            Refusal::Page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again later.".into(),
+            )
+        })?
+        .ok_or_else(|| page("The application is not registered."))?;
+    let (redirect_uri, redirect_given) = match params.get("redirect_uri") {
+        // Exact string comparison: no prefix, suffix or normalisation tricks.
+        Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => (uri.to_owned(), true),
+        Some(_) => {
+            return Err(page(
+                "The redirect URI is not registered for this application.",
+            ));
+        }
+        None if client.redirect_uris.len() == 1 => (client.redirect_uris[0].clone(), false),
+        None => {
+            return Err(page(
+                "The request must name one of the application's redirect URIs.",
+            ));
+        }
+    };
+    let carried = CARRIED
+        .iter()
+        .filter_map(|k| params.get(k).map(|v| (*k, v.to_owned())))
+        .collect();
+    let mut request = Request {
+        redirect_uri,
+        redirect_given,
+        scope: String::new(),
+        state: params.get("state").map(str::to_owned),
+        code_challenge: params.get("code_challenge").map(str::to_owned),
+        nonce: params.get("nonce").map(str::to_owned),
+        prompt: params.get("prompt").map(str::to_owned),
+        carried,
+        client,
+    };
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(_) => {
+            return Err(Refusal::redirect(
+                &request,
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
+        None => {
+            return Err(Refusal::redirect(
+                &request,
+                "invalid_request",
+                "response_type is required",
+            ));
+        }
+    }
+    if !request.client.allows_grant("authorization_code") {
+        return Err(Refusal::redirect(
+            &request,
+            "unauthorized_client",
+            "this client may not use the authorization code grant",
+        ));
+    }
+    request.scope = scopes::resolve(params.get("scope"), &request.client.scopes)
+        .map_err(|e| Refusal::redirect(&request, "invalid_scope", e.description))?;
+    match (params.get("code_challenge_method"), &request.code_challenge) {
+        (Some("S256"), Some(_)) | (None, Some(_)) | (None, None) => {}
+        (Some("S256"), None) => {
+            return Err(Refusal::redirect(
+                &request,
+                "invalid_request",
+                "code_challenge is required",
+            ));
+        }
+        (Some(_), _) => {
+            return Err(Refusal::redirect(
+                &request,
+                "invalid_request",
+                "only the S256 code_challenge_method is supported",
+            ));
+        }
+    }
+    if let Some(challenge) = &request.code_challenge {
+        let valid = challenge.len() == 43
+            && challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(Refusal::redirect(
+                &request,
+                "invalid_request",
+                "code_challenge must be a base64url SHA-256 (43 characters)",
+            ));
+        }
+    } else if request.client.public {
+        return Err(Refusal::redirect(
+            &request,
+            "invalid_request",
+            "public clients must use PKCE (code_challenge)",
+        ));
+    }
+    Ok(request)
+}
+
+async fn authorize_get(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
+        Ok(params) => params,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+    };
+    let request = match validate(&app, &params).await {
+        Ok(request) => request,
+        Err(refusal) => return refuse(&app, refusal),
+    };
+    let session = if request.prompt.as_deref() == Some("login") {
+        None
+    } else {
+        current_session(&app, &headers).await
+    };
+    proceed(&app, &headers, &request, session).await
+}
+
+/// Where a validated request goes next, given who is signed in.
+async fn proceed(
+    app: &AppState,
+    headers: &HeaderMap,
+    request: &Request,
+    session: Option<(String, i64)>,
+) -> Response {
+    let Some((user_id, auth_time)) = session else {
+        if request.prompt.as_deref() == Some("none") {
+            return refuse(
+                app,
+                Refusal::redirect(request, "login_required", "the user is not signed in"),
+            );
+        }
+        return login_page(app, headers, request, None, StatusCode::OK);
+    };
+    if request.client.first_party {
+        return issue_code(app, request, &user_id, auth_time).await;
+    }
+    if request.prompt.as_deref() == Some("none") {
+        return refuse(
+            app,
+            Refusal::redirect(
+                request,
+                "consent_required",
+                "the user has not approved this application",
+            ),
+        );
+    }
+    consent_page(app, headers, request)
+}
+
+async fn authorize_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    if !csrf_ok(&app, &headers, params.get("csrf_token")) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The form expired or did not come from this site. Go back and try again.",
+        );
+    }
+    let request = match validate(&app, &params).await {
+        Ok(request) => request,
+        Err(refusal) => return refuse(&app, refusal),
+    };
+    match params.get("action") {
+        Some("login") => {
+            let username = params.get("username").unwrap_or_default();
+            let password = params.get("password").unwrap_or_default().to_owned();
+            match verify_login(&app, username, password).await {
+                Ok(user) => {
+                    let now = now_ms();
+                    let Ok(session_id) = random_token(32) else {
+                        return error_page(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Something went wrong.",
+                        );
+                    };
+                    let expires = now
+                        + i64::try_from(app.settings.session_ttl.as_millis())
+                            .unwrap_or(i64::MAX / 4);
+                    if codes::create_session(&app.db, &digest(&session_id), &user.id, now, expires)
+                        .await
+                        .is_err()
+                    {
+                        return error_page(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Please try again later.",
+                        );
+                    }
+                    let mut response =
+                        proceed(&app, &headers, &request, Some((user.id, now))).await;
+                    let cookie = cookie(
+                        &app,
+                        SESSION_COOKIE,
+                        &session_id,
+                        app.settings.session_ttl.as_secs(),
+                    );
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                    response
+                }
+                Err(Error::InvalidCredentials | Error::AccountDisabled) => login_page(
+                    &app,
+                    &headers,
+                    &request,
+                    Some("The username or password is incorrect."),
+                    StatusCode::UNAUTHORIZED,
+                ),
+                Err(_) => error_page(StatusCode::SERVICE_UNAVAILABLE, "Please try again later."),
+            }
+        }
+        Some("approve") => match current_session(&app, &headers).await {
+            Some((user_id, auth_time)) => issue_code(&app, &request, &user_id, auth_time).await,
+            None => login_page(&app, &headers, &request, None, StatusCode::OK),
+        },
+        Some("deny") => refuse(
+            &app,
+            Refusal::redirect(&request, "access_denied", "the user denied the request"),
+        ),
+        _ => error_page(StatusCode::BAD_REQUEST, "Unknown action."),
+    }
+}
+
+async fn issue_code(app: &AppState, request: &Request, user_id: &str, auth_time: i64) -> Response {
+    let now = now_ms();
+    let Ok(code) = random_token(32) else {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.");
+    };
+    let family_id = uuid::Uuid::new_v4().to_string();
+    let stored = codes::insert_code(
+        &app.db,
+        &NewCode {
+            code_hash: &digest(&code),
+            client_id: &request.client.client_id,
+            user_id,
+            redirect_uri: &request.redirect_uri,
+            redirect_given: request.redirect_given,
+            scope: &request.scope,
+            code_challenge: request.code_challenge.as_deref(),
+            nonce: request.nonce.as_deref(),
+            auth_time,
+            family_id: &family_id,
+            expires_at: now + i64::try_from(app.settings.code_ttl.as_millis()).unwrap_or(60_000),
+        },
+        now,
+    )
+    .await;
+    if stored.is_err() {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Please try again later.");
+    }
+    metrics::counter!("latchkey_authorization_codes_issued_total").increment(1);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("code", &code);
+    if let Some(state) = &request.state {
+        query.append_pair("state", state);
+    }
+    query.append_pair("iss", &app.settings.issuer);
+    redirect_to(&request.redirect_uri, &query.finish())
+}
+
+fn refuse(app: &AppState, refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Page(status, message) => error_page(status, &message),
+        Refusal::Redirect {
+            redirect_uri,
+            state,
+            error,
+            description,
+        } => {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("error", error);
+            query.append_pair("error_description", &description);
+            if let Some(state) = &state {
+                query.append_pair("state", state);
+            }
+            query.append_pair("iss", &app.settings.issuer);
+            redirect_to(&redirect_uri, &query.finish())
+        }
+    }
+}
+
+fn redirect_to(uri: &str, query: &str) -> Response {
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    let mut response = Redirect::to(&format!("{uri}{separator}{query}")).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+// === cookies and CSRF ===
+
+const SESSION_COOKIE: &str = "latchkey_session";
+const CSRF_COOKIE: &str = "latchkey_csrf";
+
+/// Cookie names get the `__Host-` prefix (and `Secure`) when the issuer is https://.
+fn cookie_name(app: &AppState, base: &str) -> String {
+    if app.settings.secure_cookies {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+fn cookie(app: &AppState, base: &str, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if app.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let text = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        cookie_name(app, base)
+    );
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn read_cookie(app: &AppState, headers: &HeaderMap, base: &str) -> Option<String> {
+    let name = cookie_name(app, base);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+async fn current_session(app: &AppState, headers: &HeaderMap) -> Option<(String, i64)> {
+    let id = read_cookie(app, headers, SESSION_COOKIE)?;
+    if id.len() > 64 {
+        return None;
+    }
+    codes::find_session(&app.db, &digest(&id), now_ms())
+        .await
+        .ok()
+        .flatten()
+}
+
+fn csrf_ok(app: &AppState, headers: &HeaderMap, form_value: Option<&str>) -> bool {
+    match (read_cookie(app, headers, CSRF_COOKIE), form_value) {
+        (Some(cookie), Some(form)) if !cookie.is_empty() => {
+            bool::from(cookie.as_bytes().ct_eq(form.as_bytes()))
+        }
+        _ => false,
+    }
+}
+
+/// The CSRF token for a form: the browser's existing one, or a new one to set.
+fn csrf_token(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match read_cookie(app, headers, CSRF_COOKIE) {
+        Some(token) if token.len() == 43 => (token, None),
+        _ => {
+            let token = random_token(32).unwrap_or_default();
+            let set = cookie(app, CSRF_COOKIE, &token, 3600);
+            (token, Some(set))
+        }
+    }
+}
+
+// === pages ===
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}\
+h1{font-size:1.4rem}label{display:block;margin-top:1rem;font-weight:600}\
+input[type=text],input[type=password]{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
+button{margin-top:1.2rem;padding:.55rem 1.2rem;font-size:1rem;margin-right:.5rem}\
+.error{color:#a00000;font-weight:600}ul{padding-left:1.2rem}";
+
+fn page(status: StatusCode, title: &str, body: &str, set_cookie: Option<HeaderValue>) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} – Latchkey</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        title = escape(title)
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = set_cookie {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    page(
+        status,
+        "Cannot continue",
+        &format!(
+            "<h1>Cannot continue</h1><p role=\"alert\">{}</p>",
+            escape(message)
+        ),
+        None,
+    )
+}
+
+fn hidden_fields(request: &Request, csrf: &str) -> String {
+    let mut out = format!(
+        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
+        escape(csrf)
+    );
+    for (name, value) in &request.carried {
+        out.push_str(&format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape(value)
+        ));
+    }
+    out
+}
+
+fn app_name(client: &ClientRecord) -> String {
+    if client.name.is_empty() {
+        client.client_id.clone()
+    } else {
+        client.name.clone()
+    }
+}
+
+fn login_page(
+    app: &AppState,
+    headers: &HeaderMap,
+    request: &Request,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let (csrf, set_cookie) = csrf_token(app, headers);
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Sign in to continue to {name}</h1>{error}\
+         <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
+         <input type=\"hidden\" name=\"action\" value=\"login\">\
+         <label for=\"username\">Username or email</label>\
+         <input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
+         <label for=\"password\">Password</label>\
+         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in</button></form>",
+        name = escape(&app_name(&request.client)),
+        hidden = hidden_fields(request, &csrf),
+    );
+    page(status, "Sign in", &body, set_cookie)
+}
+
+fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Know who you are (your account id)".to_owned(),
+        "profile" => "See your name and username".to_owned(),
+        "email" => "See your email address".to_owned(),
+        scopes::ADMIN => "Administer Latchkey (manage OAuth clients)".to_owned(),
+        other => format!("Access: {other}"),
+    }
+}
+
+fn consent_page(app: &AppState, headers: &HeaderMap, request: &Request) -> Response {
+    let (csrf, set_cookie) = csrf_token(app, headers);
+    let items: String = request
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("<li>{}</li>", escape(&describe_scope(s))))
+        .collect();
+    let body = format!(
+        "<h1>{name} wants to access your account</h1>\
+         <p>It asks to:</p><ul>{items}</ul>\
+         <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
+         <button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
+         <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
+        name = escape(&app_name(&request.client)),
+        hidden = hidden_fields(request, &csrf),
+    );
+    page(StatusCode::OK, "Approve access", &body, set_cookie)
+}

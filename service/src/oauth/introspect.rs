@@ -1,0 +1,161 @@
+//! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use latchkey_store::now_ms;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::form::Params;
+use super::{OAuthError, client_auth, no_store};
+use crate::accounts;
+use crate::app::AppState;
+use crate::tokens::digest;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/oauth/introspect", post(introspect))
+        .route("/oauth/revoke", post(revoke))
+}
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+/// Any confidential client may introspect. Unknown, expired, revoked or malformed
+/// tokens are all `{"active": false}`, whatever the hint says; the hint only picks which
+/// kind is tried first.
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, OAuthError> {
+    let client = client_auth::authenticate(&state, &headers, &params).await?;
+    if client.public {
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot introspect tokens",
+        ));
+    }
+    let token = params.require("token")?;
+    let refresh_first = params.get("token_type_hint") == Some("refresh_token");
+    let body = if refresh_first {
+        match describe_refresh(&state, token).await? {
+            Some(body) => body,
+            None => describe_access(&state, token)
+                .await?
+                .unwrap_or_else(inactive),
+        }
+    } else {
+        match describe_access(&state, token).await? {
+            Some(body) => body,
+            None => describe_refresh(&state, token)
+                .await?
+                .unwrap_or_else(inactive),
+        }
+    };
+    let mut response = Json(body).into_response();
+    no_store(response.headers_mut());
+    Ok(response)
+}
+
+async fn username_of(state: &AppState, sub: &str) -> Result<Option<String>, OAuthError> {
+    Ok(accounts::find_by_id(&state.db, sub)
+        .await?
+        .map(|u| u.username))
+}
+
+async fn describe_access(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
+    if token.split('.').count() != 3 {
+        return Ok(None);
+    }
+    let claims = match state.tokens.verify_any_audience(token).await {
+        Ok(claims) => claims,
+        Err(crate::error::Error::Unavailable(d)) => {
+            return Err(OAuthError::new("temporarily_unavailable", d));
+        }
+        Err(_) => return Ok(None),
+    };
+    let mut body = json!({
+        "active": true,
+        "token_type": "Bearer",
+        "scope": claims.scope,
+        "client_id": claims.client_id,
+        "sub": claims.sub,
+        "aud": claims.aud,
+        "iss": claims.iss,
+        "jti": claims.jti,
+        "iat": claims.iat,
+        "nbf": claims.iat,
+        "exp": claims.exp,
+    });
+    if let Some(username) = username_of(state, &claims.sub).await? {
+        body["username"] = username.into();
+    }
+    Ok(Some(body))
+}
+
+async fn describe_refresh(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
+    if token.len() > 512 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT user_id, client_id, scope, created_at, expires_at FROM refresh_tokens \
+         WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(digest(token))
+    .bind(now_ms())
+    .fetch_optional(state.db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let user_id: String = row.try_get("user_id")?;
+    let created: i64 = row.try_get("created_at")?;
+    let mut body = json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "scope": row.try_get::<String, _>("scope")?,
+        "client_id": row.try_get::<String, _>("client_id")?,
+        "sub": user_id,
+        "iss": state.tokens.issuer(),
+        "iat": created / 1000,
+        "nbf": created / 1000,
+        "exp": row.try_get::<i64, _>("expires_at")? / 1000,
+    });
+    if let Some(username) = username_of(state, &user_id).await? {
+        body["username"] = username.into();
+    }
+    Ok(Some(body))
+}
+
+/// RFC 7009: always 200 for a well-formed request from an authenticated client, whether
+/// or not the token existed. Only the client the token was issued to can revoke it.
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, OAuthError> {
+    let client = client_auth::authenticate(&state, &headers, &params).await?;
+    let token = params.require("token")?;
+    let now = now_ms();
+    if token.len() <= 512
+        && let Some((family_id, owner)) =
+            accounts::refresh_family(&state.db, &digest(token)).await?
+    {
+        if owner == client.client_id {
+            accounts::revoke_family(&state.db, &family_id, now).await?;
+        }
+    } else if token.split('.').count() == 3
+        && let Ok(claims) = state.tokens.verify_any_audience(token).await
+        && claims.client_id == client.client_id
+    {
+        state
+            .ephemeral
+            .revoke_jti(&claims.jti, claims.exp * 1000, now)
+            .await?;
+    }
+    let mut response = StatusCode::OK.into_response();
+    no_store(response.headers_mut());
+    Ok(response)
+}

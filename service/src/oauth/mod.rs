@@ -1,0 +1,147 @@
+//! The OAuth 2.0 authorization server: `/oauth/token`, `/oauth/authorize`,
+//! `/oauth/introspect`, `/oauth/revoke` (RFC 6749, 7636, 7662, 7009, 9700).
+//!
+//! # Layout
+//! - [`form`]: strict `application/x-www-form-urlencoded` parsing (duplicates refused).
+//! - [`client_auth`]: who the calling client is (Basic, post, or none for public clients).
+//! - [`scopes`]: scope syntax and the client's allowed set.
+//! - [`token`]: the token endpoint and its four grants.
+//! - [`authorize`]: the authorization endpoint, its login and consent pages.
+//! - [`codes`]: authorization codes and browser sessions in the database.
+//! - [`introspect`]: introspection and revocation.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod codes;
+pub mod form;
+pub mod introspect;
+pub mod scopes;
+pub mod token;
+
+use axum::Json;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::error::Error;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(token::router())
+        .merge(authorize::router())
+        .merge(introspect::router())
+}
+
+/// An RFC 6749 §5.2 error response. `invalid_client` answers 401 with
+/// `WWW-Authenticate: Basic`; the rest 400, except server faults.
+#[derive(Debug)]
+pub struct OAuthError {
+    pub code: &'static str,
+    pub description: String,
+    status: StatusCode,
+}
+
+impl OAuthError {
+    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+        let status = match code {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            code,
+            description: description.into(),
+            status,
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new("invalid_request", description)
+    }
+
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new("invalid_client", description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new("invalid_grant", description)
+    }
+
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new("invalid_scope", description)
+    }
+
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new("unauthorized_client", description)
+    }
+}
+
+/// Errors from shared code become the matching OAuth error; internals stay generic.
+impl From<Error> for OAuthError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::BadRequest(d) => Self::invalid_request(d),
+            Error::Validation { message, .. } => Self::invalid_request(message),
+            Error::UnsupportedMediaType(d) => Self::invalid_request(d),
+            Error::PayloadTooLarge => Self::invalid_request("request body too large"),
+            Error::InvalidCredentials => Self::invalid_grant("invalid username or password"),
+            Error::AccountDisabled => Self::invalid_grant("the account is disabled"),
+            Error::InvalidGrant(d) => Self::invalid_grant(d),
+            Error::Unavailable(d) => Self::new("temporarily_unavailable", d),
+            other => {
+                // Logs the cause; the client sees only "server_error".
+                let _ = other.into_response();
+                Self::new("server_error", "internal error")
+            }
+        }
+    }
+}
+
+impl From<latchkey_store::Error> for OAuthError {
+    fn from(err: latchkey_store::Error) -> Self {
+        Error::from(err).into()
+    }
+}
+
+impl From<sqlx::Error> for OAuthError {
+    fn from(err: sqlx::Error) -> Self {
+        Error::from(err).into()
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                error: self.code,
+                error_description: &self.description,
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        no_store(headers);
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="latchkey", charset="UTF-8""#),
+            );
+        }
+        response
+    }
+}
+
+/// RFC 6749 §5.1: token responses must not be cached.
+pub fn no_store(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}

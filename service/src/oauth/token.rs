@@ -1,0 +1,467 @@
+//! `POST /oauth/token` (RFC 6749 §3.2) with the `authorization_code` (+ PKCE, RFC 7636),
+//! `client_credentials`, `refresh_token` and `password` grants.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latchkey_store::clients::ClientRecord;
+use latchkey_store::now_ms;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::codes::{self, Redemption};
+use super::form::Params;
+use super::{OAuthError, client_auth, no_store, scopes};
+use crate::accounts::{self, NewRefresh, Rotation, User};
+use crate::app::AppState;
+use crate::routes::auth::verify_login;
+use crate::tokens::{Grant, Issued, digest, random_token};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/oauth/token", post(token))
+}
+
+/// RFC 6749 §5.1 success body, plus `id_token` (OpenID Connect Core §3.1.3.3).
+#[derive(Debug, Serialize)]
+pub struct TokenBody {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl TokenBody {
+    fn new(issued: Issued, refresh_token: Option<String>, id_token: Option<String>) -> Self {
+        Self {
+            expires_in: u64::try_from(issued.claims.exp - issued.claims.iat).unwrap_or_default(),
+            scope: issued.claims.scope,
+            access_token: issued.token,
+            token_type: "Bearer",
+            refresh_token,
+            id_token,
+        }
+    }
+}
+
+impl IntoResponse for TokenBody {
+    fn into_response(self) -> Response {
+        let mut response = Json(self).into_response();
+        no_store(response.headers_mut());
+        response
+    }
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<TokenBody, OAuthError> {
+    let grant_type = params.require("grant_type")?.to_owned();
+    if !matches!(
+        grant_type.as_str(),
+        "authorization_code" | "client_credentials" | "refresh_token" | "password"
+    ) {
+        return Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!("grant_type {grant_type} is not supported"),
+        ));
+    }
+    let client = client_auth::authenticate(&state, &headers, &params).await?;
+    if !client.allows_grant(&grant_type) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client may not use the {grant_type} grant"
+        )));
+    }
+    let result = match grant_type.as_str() {
+        "authorization_code" => authorization_code(&state, &client, &params).await,
+        "client_credentials" => client_credentials(&state, &client, &params).await,
+        "refresh_token" => refresh_token(&state, &client, &params).await,
+        _ => password(&state, &client, &params).await,
+    };
+    metrics::counter!(
+        "latchkey_token_requests_total",
+        "grant_type" => grant_label(&grant_type),
+        "result" => if result.is_ok() { "success" } else { "error" }
+    )
+    .increment(1);
+    result
+}
+
+fn grant_label(grant: &str) -> &'static str {
+    match grant {
+        "authorization_code" => "authorization_code",
+        "client_credentials" => "client_credentials",
+        "refresh_token" => "refresh_token",
+        _ => "password",
+    }
+}
+
+fn seconds(value: Option<i64>) -> Option<Duration> {
+    value
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+}
+
+/// Confidential clients only (RFC 6749 §4.4); no refresh token.
+async fn client_credentials(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenBody, OAuthError> {
+    if client.public {
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot use client_credentials",
+        ));
+    }
+    let scope = scopes::resolve(params.get("scope"), &client.scopes)?;
+    let issued = state
+        .tokens
+        .issue(&Grant {
+            sub: &client.client_id,
+            client_id: &client.client_id,
+            scope: &scope,
+            sid: None,
+            audience: client.audience.as_deref(),
+            ttl: seconds(client.access_token_ttl),
+        })
+        .await?;
+    Ok(TokenBody::new(issued, None, None))
+}
+
+/// Resource-owner password grant: only for clients registered for it, through the same
+/// user checks as `/auth/login`.
+async fn password(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenBody, OAuthError> {
+    let username = params.require("username")?;
+    let password = params.require("password")?.to_owned();
+    let scope = scopes::resolve(params.get("scope"), &client.scopes)?;
+    let user = verify_login(state, username, password).await?;
+    let family_id = uuid::Uuid::new_v4().to_string();
+    issue_for_user(state, client, &user, &scope, &family_id, None).await
+}
+
+/// Context for an ID token, present when the `openid` scope was granted through the
+/// authorization endpoint.
+struct IdTokenContext {
+    nonce: Option<String>,
+    auth_time: i64,
+}
+
+/// Access token, refresh token (when the client may refresh) and, for `openid`, an ID
+/// token, for `user` in refresh family `family_id`.
+async fn issue_for_user(
+    state: &AppState,
+    client: &ClientRecord,
+    user: &User,
+    scope: &str,
+    family_id: &str,
+    id_context: Option<IdTokenContext>,
+) -> Result<TokenBody, OAuthError> {
+    let issued = state
+        .tokens
+        .issue(&Grant {
+            sub: &user.id,
+            client_id: &client.client_id,
+            scope,
+            sid: Some(family_id),
+            audience: client.audience.as_deref(),
+            ttl: seconds(client.access_token_ttl),
+        })
+        .await?;
+    let refresh_token = if client.allows_grant("refresh_token") {
+        let now = now_ms();
+        let token = random_token(32)?;
+        accounts::insert_refresh(
+            &state.db,
+            &NewRefresh {
+                token_hash: &digest(&token),
+                family_id,
+                user_id: &user.id,
+                client_id: &client.client_id,
+                scope,
+                expires_at: refresh_expiry(state, client, now),
+            },
+            now,
+        )
+        .await?;
+        metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
+        Some(token)
+    } else {
+        None
+    };
+    let id_token = match id_context {
+        Some(context) if scopes::contains(scope, scopes::OPENID) => Some(
+            id_token(
+                state,
+                client,
+                user,
+                scope,
+                &issued.token,
+                issued.claims.exp,
+                context,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    Ok(TokenBody::new(issued, refresh_token, id_token))
+}
+
+fn refresh_expiry(state: &AppState, client: &ClientRecord, now: i64) -> i64 {
+    let ttl = seconds(client.refresh_token_ttl).unwrap_or(state.settings.refresh_ttl);
+    now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// OpenID Connect Core §2 ID token, with `at_hash` (§3.1.3.6) binding it to the access
+/// token issued beside it.
+async fn id_token(
+    state: &AppState,
+    client: &ClientRecord,
+    user: &User,
+    scope: &str,
+    access_token: &str,
+    exp: i64,
+    context: IdTokenContext,
+) -> Result<String, OAuthError> {
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+    let at_hash = URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16]);
+    let mut claims = serde_json::json!({
+        "iss": state.tokens.issuer(),
+        "sub": user.id,
+        "aud": client.client_id,
+        "azp": client.client_id,
+        "iat": now_ms() / 1000,
+        "exp": exp,
+        "auth_time": context.auth_time / 1000,
+        "at_hash": at_hash,
+    });
+    if let Some(nonce) = context.nonce {
+        claims["nonce"] = nonce.into();
+    }
+    crate::oidc::add_user_claims(&mut claims, user, scope);
+    Ok(state.tokens.sign("JWT", &claims).await?)
+}
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6). The code is consumed before anything else
+/// is checked, so a failed attempt cannot be retried with the same code; a replay
+/// revokes what the first redemption issued.
+async fn authorization_code(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenBody, OAuthError> {
+    let code = params.require("code")?;
+    let code_hash = digest(code);
+    let now = now_ms();
+    let redeemed = match codes::redeem(&state.db, &code_hash, now).await? {
+        Redemption::Redeemed(redeemed) => redeemed,
+        Redemption::Replayed {
+            family_id,
+            access_jti,
+            access_exp,
+        } => {
+            accounts::revoke_family(&state.db, &family_id, now).await?;
+            if let (Some(jti), Some(exp)) = (access_jti, access_exp) {
+                state.ephemeral.revoke_jti(&jti, exp, now).await?;
+            }
+            tracing::warn!(
+                client_id = client.client_id,
+                "authorization code replayed; tokens revoked"
+            );
+            metrics::counter!("latchkey_code_replays_total").increment(1);
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used",
+            ));
+        }
+        Redemption::Unknown => {
+            return Err(OAuthError::invalid_grant(
+                "the authorization code is invalid",
+            ));
+        }
+    };
+    if redeemed.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    if redeemed.expires_at <= now {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code has expired",
+        ));
+    }
+    match params.get("redirect_uri") {
+        Some(uri) if uri != redeemed.redirect_uri => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        None if redeemed.redirect_given => {
+            return Err(OAuthError::invalid_request("redirect_uri is required"));
+        }
+        _ => {}
+    }
+    verify_pkce(
+        redeemed.code_challenge.as_deref(),
+        params.get("code_verifier"),
+    )?;
+
+    let user = accounts::find_by_id(&state.db, &redeemed.user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| OAuthError::invalid_grant("the user is no longer active"))?;
+    let body = issue_for_user(
+        state,
+        client,
+        &user,
+        &redeemed.scope,
+        &redeemed.family_id,
+        Some(IdTokenContext {
+            nonce: redeemed.nonce.clone(),
+            auth_time: redeemed.auth_time,
+        }),
+    )
+    .await?;
+    if let Ok(claims) = state.tokens.verify_any_audience(&body.access_token).await {
+        codes::record_issued(&state.db, &code_hash, &claims.jti, claims.exp * 1000).await?;
+    }
+    Ok(body)
+}
+
+/// `S256` only; a verifier without a challenge (or the reverse) fails, which also stops
+/// PKCE downgrade (RFC 9700 §2.1.1).
+fn verify_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OAuthError> {
+    match (challenge, verifier) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier given but the authorization request had no code_challenge",
+        )),
+        (Some(challenge), Some(verifier)) => {
+            let well_formed = (43..=128).contains(&verifier.len())
+                && verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            if !well_formed {
+                return Err(OAuthError::invalid_grant("code_verifier is malformed"));
+            }
+            let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+            let computed = URL_SAFE_NO_PAD.encode(hash.as_ref());
+            if bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                Ok(())
+            } else {
+                Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ))
+            }
+        }
+    }
+}
+
+/// RFC 6749 §6 with rotation: the scope may narrow for the new access token, never
+/// widen; the successor refresh token keeps the original scope.
+async fn refresh_token(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenBody, OAuthError> {
+    let presented = params.require("refresh_token")?;
+    if presented.len() > 512 {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    }
+    let old_hash = digest(presented);
+    let now = now_ms();
+    // Narrowing is checked before consuming, so a bad scope does not burn a live token;
+    // an unknown or used token goes on to `rotate_refresh`, which detects reuse.
+    if let Some(requested) = params.get("scope")
+        && let Some(original) =
+            accounts::refresh_scope(&state.db, &old_hash, &client.client_id).await?
+    {
+        let original: Vec<String> = original.split(' ').map(str::to_owned).collect();
+        scopes::resolve(Some(requested), &original)?;
+    }
+    let successor = random_token(32)?;
+    let rotation = accounts::rotate_refresh(
+        &state.db,
+        &client.client_id,
+        &old_hash,
+        &digest(&successor),
+        refresh_expiry(state, client, now),
+        now,
+    )
+    .await?;
+    let (family_id, user_id, original_scope) = match rotation {
+        Rotation::Rotated {
+            family_id,
+            user_id,
+            scope,
+            ..
+        } => (family_id, user_id, scope),
+        Rotation::Reused => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the session has been revoked",
+            ));
+        }
+        Rotation::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+    };
+    let original: Vec<String> = original_scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let scope = scopes::resolve(params.get("scope"), &original)?;
+    let user = accounts::find_by_id(&state.db, &user_id)
+        .await?
+        .filter(|u| u.is_active);
+    let Some(user) = user else {
+        accounts::revoke_family(&state.db, &family_id, now).await?;
+        return Err(OAuthError::invalid_grant("the user is no longer active"));
+    };
+    metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
+    let issued = state
+        .tokens
+        .issue(&Grant {
+            sub: &user.id,
+            client_id: &client.client_id,
+            scope: &scope,
+            sid: Some(&family_id),
+            audience: client.audience.as_deref(),
+            ttl: seconds(client.access_token_ttl),
+        })
+        .await?;
+    Ok(TokenBody::new(issued, Some(successor), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_rfc7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(verify_pkce(Some(challenge), Some(verifier)).is_ok());
+        assert!(verify_pkce(Some(challenge), Some(&verifier.replace('d', "e"))).is_err());
+        assert!(verify_pkce(Some(challenge), None).is_err());
+        assert!(verify_pkce(None, Some(verifier)).is_err());
+        assert!(verify_pkce(Some(challenge), Some("short")).is_err());
+        assert!(verify_pkce(None, None).is_ok());
+    }
+}

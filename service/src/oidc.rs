@@ -1,0 +1,75 @@
+//! OpenID Connect on top of the OAuth server: discovery, `/userinfo`, and the user claims
+//! shared by ID tokens and userinfo.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::accounts::User;
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::extract::Bearer;
+use crate::oauth::scopes;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/userinfo", get(userinfo).post(userinfo))
+}
+
+/// The authorization-server metadata (RFC 8414), which is also the OpenID Provider
+/// metadata (OpenID Connect Discovery 1.0 §3).
+pub fn metadata(issuer: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "scopes_supported": ["openid", "profile", "email", scopes::ADMIN],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "password"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp",
+                             "name", "preferred_username", "email", "email_verified"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+    })
+}
+
+/// Adds the claims `scope` releases about `user` (OpenID Connect Core §5.4).
+pub fn add_user_claims(claims: &mut Value, user: &User, scope: &str) {
+    if scopes::contains(scope, "profile") {
+        claims["name"] = user.full_name.clone().into();
+        claims["preferred_username"] = user.username.clone().into();
+    }
+    if scopes::contains(scope, "email") {
+        claims["email"] = user.email.clone().into();
+        claims["email_verified"] = user.email_verified.into();
+    }
+}
+
+/// OpenID Connect Core §5.3: needs an access token with the `openid` scope.
+async fn userinfo(State(state): State<AppState>, bearer: Bearer) -> Result<Response> {
+    let claims = &bearer.0;
+    if !scopes::contains(&claims.scope, scopes::OPENID) {
+        return Err(Error::InsufficientScope(
+            "the access token lacks the openid scope",
+        ));
+    }
+    let user = bearer.user(&state).await?;
+    let mut body = json!({ "sub": user.id });
+    add_user_claims(&mut body, &user, &claims.scope);
+    let mut response = Json(body).into_response();
+    crate::oauth::no_store(response.headers_mut());
+    Ok(response)
+}
