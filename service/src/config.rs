@@ -181,18 +181,21 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("{value:?} is not a duration (examples: 900, 90s, 15m, 1h, 14d)"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        "d" => number * 86_400,
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         other => {
             return Err(format!(
                 "unknown duration unit {other:?} (use s, m, h or d)"
             ));
         }
     };
-    Ok(Duration::from_secs(seconds))
+    number
+        .checked_mul(factor)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{value:?} is too long a duration"))
 }
 
 impl Config {
@@ -372,6 +375,7 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         assert!(parse_duration("15 minutes").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999d").is_err());
     }
 
     #[test]

@@ -607,7 +607,7 @@ usage: $0 start|env|stop|ensure
           (use: eval "\$($0 start)")
   env     print the export lines of the running services again
   stop    stop them and remove their run dir
-  ensure  install missing packages (postgresql, redis-server) and rustfmt/clippy
+  ensure  install missing packages (postgresql, redis-server, chromium, chromium-driver) and rustfmt/clippy
 EOF
             return 2
             ;;
