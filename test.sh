@@ -69,6 +69,15 @@ ensure_tools() {
     latchkey_services_install && latchkey_ensure_rust_tools
 }
 
+# The real etcd + kube-apiserver + kubectl of the operator tests, built from Go modules
+# and cached (tests/controlplane/README.md): minutes the first time, ~0 s afterwards.
+build_controlplane() {
+    local bin
+    bin=$(nice -n 19 "$REPO_ROOT/tests/controlplane/build.sh" | tail -1) || return 1
+    export LATCHKEY_TEST_K8S_BIN_DIR="$bin"
+    printf '  control plane binaries in %s\n' "$LATCHKEY_TEST_K8S_BIN_DIR"
+}
+
 start_services() {
     # Never reuse services exported into the caller's shell by a standalone
     # `services.sh start`: this run starts (and stops) its own.
@@ -90,6 +99,10 @@ if ! step tools ensure_tools; then
     exit 1
 fi
 printf '  %s, %s\n' "$(cargo --version)" "$(rustc --version)"
+if ! step k8s build_controlplane; then
+    summary
+    exit 1
+fi
 if ! step services start_services; then
     summary
     exit 1

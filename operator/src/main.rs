@@ -1,11 +1,68 @@
-//! The Latchkey operator. Its controllers arrive with the operator issues; until then the
-//! binary only reports that it has nothing to run, so nobody mistakes it for a working one.
+//! The `latchkey-operator` binary: configuration, logging, signals; the work is in the
+//! library.
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "latchkey-operator {}: no controllers are implemented yet",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::FAILURE
+use std::process::ExitCode;
+
+use clap::Parser;
+use latchkey_operator::Config;
+use latchkey_operator::config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(problems) = config.validate() {
+        eprintln!("invalid configuration:");
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        return ExitCode::from(2);
+    }
+    if let Err(e) = init_logging(config.log_format, &config.log) {
+        eprintln!("{e:#}");
+        return ExitCode::from(2);
+    }
+    match latchkey_operator::run(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "latchkey-operator stopped");
+            eprintln!("latchkey-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("LATCHKEY_LOG: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

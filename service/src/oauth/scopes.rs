@@ -7,13 +7,7 @@ use super::OAuthError;
 pub const OPENID: &str = "openid";
 pub const ADMIN: &str = "latchkey:admin";
 
-/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-pub fn is_valid_token(token: &str) -> bool {
-    !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-}
+pub use latchkey_store::clients::is_scope_token as is_valid_token;
 
 /// The scope to grant for a request: the requested one if every token is allowed, or
 /// the client's whole allowed set when nothing was requested (RFC 6749 §3.3 default).

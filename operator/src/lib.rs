@@ -1,0 +1,133 @@
+//! The Latchkey operator: turns `OAuthClient` resources into rows of Latchkey's
+//! database and Secrets with each client's credentials.
+//!
+//! # Layout
+//! - [`config`]: the clap configuration (flags and environment).
+//! - [`plan`]: every decision as a pure function of the spec, what the Secret and the
+//!   database hold, and the time — unit-tested without a cluster.
+//! - [`oauthclient`]: the controller: reads the world, asks `plan`, writes the row, the
+//!   Secret, the status and Events, in a crash-safe order.
+//! - [`context`]: what reconciles share (clients, settings, Event recorder, back-off).
+//! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
+//!
+//! ```text
+//! OAuthClient ──watch──► oauthclient::reconcile ──finalizer()──► apply / cleanup
+//!                                  │                                 │
+//!                                  └── plan::* (pure) ◄──────────────┘
+//!                                                                    ├─► oauth_clients row (digest)
+//!                                                                    ├─► Secret <name>-oauth
+//!                                                                    └─► status, Events
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod context;
+pub mod http;
+pub mod metrics;
+pub mod oauthclient;
+pub mod plan;
+
+use std::sync::Arc;
+
+pub use config::Config;
+use context::Context;
+use latchkey_store::Db;
+
+/// Errors of the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("database: {0}")]
+    Store(#[from] latchkey_store::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error(
+        "cannot list OAuthClients ({0}): is the CRD installed (kubectl apply -f charts/latchkey/crds/) and may this account list them?"
+    )]
+    CrdUnavailable(#[source] kube::Error),
+    #[error("kubernetes client configuration: {0}")]
+    KubeConfig(#[from] kube::config::InferConfigError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingField(_) => "missing_field",
+            Self::Kube(_) | Self::CrdUnavailable(_) | Self::KubeConfig(_) => "kubernetes",
+            Self::Store(_) => "database",
+            Self::Listen { .. } => "listen",
+            Self::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+/// Connects to the database (applying migrations) and to Kubernetes, serves HTTP, and
+/// runs the controllers until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+    db.migrate().await?;
+    let kube_config = kube::Config::infer().await?;
+    let client = kube::Client::try_from(kube_config)?;
+    let ctx = Arc::new(Context::new(
+        client,
+        db,
+        config.settings(),
+        config.namespace.clone(),
+    ));
+    oauthclient::check_crd(&ctx).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!(%addr, issuer = %ctx.settings.issuer, namespace = ?ctx.namespace, "latchkey-operator started");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut http_stop = stop_rx.clone();
+    let app = http::router(ctx.clone(), metrics::prometheus());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
+    let mut controller_stop = stop_rx;
+    let controller = oauthclient::run(ctx, async move {
+        let _ = controller_stop.wait_for(|stop| *stop).await;
+    });
+    tokio::select! {
+        () = controller => {}
+        () = shutdown => {
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        }
+    }
+    let _ = server.await;
+    Ok(())
+}

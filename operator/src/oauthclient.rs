@@ -1,0 +1,461 @@
+//! The OAuthClient controller: the I/O around [`crate::plan`].
+//!
+//! `reconcile` only dispatches through kube's `finalizer()`: [`apply`] for a live
+//! resource, [`cleanup`] for one being deleted. Each reads the world (the Secret, the
+//! database row), asks `plan` what to do, and does it in a crash-safe order: the database
+//! row first (so the service accepts a new secret before anyone can read it), then the
+//! Secret, then the status, then Events.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use latchkey_crds::{OAuthClient, OAuthClientStatus};
+use latchkey_store::clients::{self, ClientSecret};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::plan::{self, Found, Readiness, RowAction, SecretChange};
+use crate::{Error, Result, metrics};
+
+/// The finalizer that keeps a resource until its database row is gone.
+pub const FINALIZER: &str = "latchkey.dev/oauthclient-cleanup";
+/// Field manager of every write (server-side apply and status patches).
+pub const MANAGER: &str = "latchkey-operator";
+const CONTROLLER: &str = "oauthclient";
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let (clients, secrets): (Api<OAuthClient>, Api<Secret>) = match &ctx.namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        plan::MANAGED_BY_LABEL,
+        plan::MANAGED_BY_VALUE
+    ));
+    Controller::new(clients, watcher::Config::default())
+        .owns(secrets, owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
+}
+
+/// Fails with a clear message when the CRD is not installed or not readable.
+pub async fn check_crd(ctx: &Context) -> Result<()> {
+    let api: Api<OAuthClient> = match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    api.list(&ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(Error::CrdUnavailable)
+}
+
+async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let key = object_key(&obj);
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField(".metadata.namespace"))?;
+    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
+        match event {
+            Event::Apply(o) => apply(&o, &ctx).await,
+            Event::Cleanup(o) => cleanup(&o, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    metrics::reconciled(CONTROLLER, started.elapsed(), result.as_ref().err());
+    match &result {
+        Ok(_) => ctx.reset_failures(&key),
+        Err(e) => {
+            tracing::warn!(object = %key, error = %e, "reconcile failed");
+            ctx.publish(
+                &obj,
+                KubeEvent {
+                    type_: EventType::Warning,
+                    reason: "ReconcileFailed".into(),
+                    note: Some(truncate(&e.to_string(), 1000)),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                },
+            )
+            .await;
+        }
+    }
+    result
+}
+
+fn error_policy(obj: Arc<OAuthClient>, _error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&object_key(&obj));
+    Action::requeue(plan::backoff(failures))
+}
+
+fn object_key(obj: &OAuthClient) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField(".metadata.namespace"))?;
+    let name = obj.name_any();
+    let uid = obj.uid().ok_or(Error::MissingField(".metadata.uid"))?;
+    let generation = obj.meta().generation;
+    let before = obj.status.clone().unwrap_or_default();
+    let client_id = plan::client_id(&ns, &name);
+    let owner = plan::owner(&ns, &name);
+    let now = latchkey_store::now_ms();
+    let fallback_secret_name = obj
+        .spec
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| format!("{name}-oauth"));
+
+    let validated = match plan::validate(&obj.spec, &name, &ctx.settings) {
+        Ok(v) => v,
+        Err(problems) => {
+            let readiness = Readiness {
+                ready: false,
+                reason: "InvalidSpec",
+                message: format!(
+                    "{}; the last valid configuration stays in effect",
+                    problems.join("; ")
+                ),
+            };
+            fail(
+                obj,
+                ctx,
+                &before,
+                &client_id,
+                &fallback_secret_name,
+                readiness,
+                now,
+            )
+            .await?;
+            // Nothing changes until the spec (or the operator's configuration) does.
+            return Ok(Action::await_change());
+        }
+    };
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let found = plan::read_secret(
+        secrets.get_opt(&validated.secret_name).await?.as_ref(),
+        &uid,
+    );
+    let stored = match found {
+        Found::Foreign => {
+            let readiness = Readiness {
+                ready: false,
+                reason: "SecretConflict",
+                message: format!(
+                    "Secret {} exists and is not owned by this OAuthClient; delete it or set another spec.secretName",
+                    validated.secret_name
+                ),
+            };
+            fail(
+                obj,
+                ctx,
+                &before,
+                &client_id,
+                &validated.secret_name,
+                readiness,
+                now,
+            )
+            .await?;
+            return Ok(Action::requeue(ctx.settings.resync));
+        }
+        Found::Missing => plan::Stored::default(),
+        Found::Owned(stored) => stored,
+    };
+
+    let row = clients::get(&ctx.db, &client_id).await?;
+    if let Some(row) = row.as_ref().filter(|r| !plan::row_is_ours(r, &owner)) {
+        let readiness = Readiness {
+            ready: false,
+            reason: "ClientIdConflict",
+            message: format!(
+                "client_id {client_id} already exists in the database, managed by {} ({}); it is left alone",
+                row.managed_by.as_str(),
+                row.owner.as_deref().unwrap_or("no owner")
+            ),
+        };
+        fail(
+            obj,
+            ctx,
+            &before,
+            &client_id,
+            &validated.secret_name,
+            readiness,
+            now,
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.settings.resync));
+    }
+
+    let fresh = ClientSecret::generate()?;
+    let first = before.last_secret_rotation.is_none() && before.client_id.is_none();
+    let secret_plan = plan::plan_secret(&obj.spec, &validated, &stored, first, &fresh, now);
+    let desired_row = plan::desired_row(
+        &obj.spec,
+        &validated,
+        &client_id,
+        &owner,
+        &secret_plan,
+        row.as_ref(),
+        now,
+    );
+    let spec_changed = before.observed_generation != generation;
+    let had_row = before.client_id.is_some()
+        && before
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+    let row_action = plan::row_action(
+        row.as_ref(),
+        &desired_row,
+        spec_changed,
+        secret_plan.change,
+        had_row,
+    );
+
+    // 1. The row: from now on the service accepts the new secret (and the previous one).
+    if row_action != RowAction::Unchanged {
+        clients::upsert(&ctx.db, &desired_row).await?;
+    }
+    // 2. The Secret, with the operator's state in its annotations, in one request.
+    let owner_ref = obj
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField(".metadata.uid"))?;
+    let secret = plan::desired_secret(
+        &ns,
+        &name,
+        owner_ref,
+        &validated,
+        &client_id,
+        &ctx.settings,
+        &secret_plan,
+    );
+    secrets
+        .patch(
+            &validated.secret_name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    // 3. The status.
+    let readiness = Readiness {
+        ready: true,
+        reason: "Reconciled",
+        message: format!(
+            "client {client_id} is stored; its credentials are in Secret {}",
+            validated.secret_name
+        ),
+    };
+    let status = plan::status(
+        &before,
+        generation,
+        &client_id,
+        &validated.secret_name,
+        Some(&secret_plan),
+        readiness,
+        now,
+    );
+    write_status(obj, ctx, &before, status).await?;
+    // 4. Events.
+    announce(obj, ctx, &validated.secret_name, &secret_plan, row_action).await;
+    Ok(Action::requeue(plan::requeue_after(
+        Some(&secret_plan),
+        ctx.settings.resync,
+        latchkey_store::now_ms(),
+    )))
+}
+
+/// Records a Ready=False outcome (status + a Warning Event when the reason is new).
+async fn fail(
+    obj: &OAuthClient,
+    ctx: &Context,
+    before: &OAuthClientStatus,
+    client_id: &str,
+    secret_name: &str,
+    readiness: Readiness,
+    now: i64,
+) -> Result<()> {
+    let reason = readiness.reason;
+    let note = readiness.message.clone();
+    let status = plan::status(
+        before,
+        obj.meta().generation,
+        client_id,
+        secret_name,
+        None,
+        readiness,
+        now,
+    );
+    let changed = write_status(obj, ctx, before, status).await?;
+    tracing::info!(object = %object_key(obj), reason, message = %note, "not ready");
+    if changed {
+        ctx.publish(
+            obj,
+            KubeEvent {
+                type_: EventType::Warning,
+                reason: reason.into(),
+                note: Some(truncate(&note, 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Patches the status subresource if it changed; returns whether it did.
+async fn write_status(
+    obj: &OAuthClient,
+    ctx: &Context,
+    before: &OAuthClientStatus,
+    status: OAuthClientStatus,
+) -> Result<bool> {
+    if *before == status && obj.status.is_some() {
+        return Ok(false);
+    }
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField(".metadata.namespace"))?;
+    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
+    // Server-side apply: a field this manager set before and omits now (the end of a
+    // rotation's overlap) is removed, which a merge patch would leave in place.
+    let body = json!({
+        "apiVersion": OAuthClient::api_version(&()),
+        "kind": OAuthClient::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn announce(
+    obj: &OAuthClient,
+    ctx: &Context,
+    secret_name: &str,
+    secret: &plan::SecretPlan,
+    row: RowAction,
+) {
+    let mut events = Vec::new();
+    match secret.change {
+        SecretChange::Created => events.push((
+            EventType::Normal,
+            "Created",
+            format!("client stored; credentials written to Secret {secret_name}"),
+        )),
+        SecretChange::Rotated => events.push((
+            EventType::Normal,
+            "SecretRotated",
+            match &secret.previous {
+                Some(p) => format!(
+                    "new client secret in Secret {secret_name}; the previous one works until {}",
+                    plan::format_time(p.expires_at)
+                ),
+                None => format!("new client secret in Secret {secret_name}; the previous one no longer works"),
+            },
+        )),
+        SecretChange::Regenerated => events.push((
+            EventType::Warning,
+            "SecretRegenerated",
+            format!(
+                "Secret {secret_name} was missing or its client_secret damaged: generated a new client secret; the old one cannot be recovered and no longer works"
+            ),
+        )),
+        SecretChange::Unchanged | SecretChange::None => {}
+    }
+    if row == RowAction::Restore {
+        events.push((
+            EventType::Warning,
+            "DatabaseRowRestored",
+            "the client's database row was changed or deleted outside the operator; restored it from the spec".to_owned(),
+        ));
+    }
+    for (type_, reason, note) in events {
+        metrics::event(CONTROLLER, reason);
+        ctx.publish(
+            obj,
+            KubeEvent {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: "Reconcile".into(),
+                secondary: None,
+            },
+        )
+        .await;
+    }
+}
+
+/// The resource is being deleted: remove its row (only if it is ours) and its Secret
+/// (only if it owns it; garbage collection would do the same, but not every cluster runs
+/// it promptly).
+async fn cleanup(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField(".metadata.namespace"))?;
+    let name = obj.name_any();
+    let client_id = plan::client_id(&ns, &name);
+    let owner = plan::owner(&ns, &name);
+    if let Some(row) = clients::get(&ctx.db, &client_id).await?
+        && plan::row_is_ours(&row, &owner)
+    {
+        clients::delete(&ctx.db, &client_id).await?;
+        tracing::info!(client_id, "deleted the client's database row");
+    }
+    let secret_name = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .or_else(|| obj.spec.secret_name.clone())
+        .unwrap_or_else(|| format!("{name}-oauth"));
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(uid) = obj.uid()
+        && let Some(secret) = secrets.get_opt(&secret_name).await?
+        && matches!(plan::read_secret(Some(&secret), &uid), Found::Owned(_))
+    {
+        match secrets.delete(&secret_name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Action::await_change())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}

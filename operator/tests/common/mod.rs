@@ -1,0 +1,284 @@
+//! One test's world: a real control plane with the chart's CRDs, a fresh PostgreSQL
+//! database, and the real `latchkey-operator` binary pointed at both.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use latchkey_crds::OAuthClient;
+use latchkey_store::Db;
+use latchkey_store::clients::{self, ClientRecord};
+use latchkey_testkit::ControlPlane;
+use latchkey_testkit::process::ChildProcess;
+
+pub const ISSUER: &str = "https://auth.latchkey.test";
+pub const NS: &str = "shop";
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn example(name: &str) -> String {
+    repo_root()
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+pub struct Env {
+    pub plane: ControlPlane,
+    pub client: kube::Client,
+    pub db: Db,
+    pub database_url: String,
+    pub operator: Option<ChildProcess>,
+    pub operator_addr: String,
+    pub operator_args: Vec<String>,
+    pub http: reqwest::Client,
+    dir: tempfile::TempDir,
+    restarts: u32,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(op) = &self.operator
+        {
+            eprintln!(
+                "--- last lines of the operator's log ---\n{}",
+                op.log_tail(80)
+            );
+        }
+    }
+}
+
+impl Env {
+    /// Control plane + CRDs + database + namespace `shop`; the operator is started with
+    /// `extra` flags.
+    pub async fn start(extra: &[&str]) -> Self {
+        let plane = ControlPlane::start().await.expect("control plane starts");
+        plane
+            .apply_crds(&repo_root().join("charts/latchkey/crds"))
+            .await
+            .expect("CRDs install");
+        let client = plane.client().await.expect("client");
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(NS.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace");
+        let database_url = latchkey_testkit::postgres::fresh_database()
+            .await
+            .expect("fresh database");
+        let db = Db::connect(&database_url, 2).await.expect("db");
+        let [port] = latchkey_testkit::free_ports().expect("port");
+        let mut env = Self {
+            plane,
+            client,
+            db,
+            database_url,
+            operator: None,
+            operator_addr: format!("127.0.0.1:{port}"),
+            operator_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            http: reqwest::Client::new(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            restarts: 0,
+        };
+        env.start_operator().await;
+        env
+    }
+
+    /// Starts the operator binary and waits until `/healthz` answers.
+    pub async fn start_operator(&mut self) {
+        let mut args = vec![
+            "--listen".to_owned(),
+            self.operator_addr.clone(),
+            "--resync-interval".to_owned(),
+            "1s".to_owned(),
+            "--log-format".to_owned(),
+            "text".to_owned(),
+            "--log".to_owned(),
+            "info,latchkey_operator=debug".to_owned(),
+        ];
+        args.extend(self.operator_args.iter().cloned());
+        self.restarts += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("operator-{}.log", self.restarts));
+        let op = ChildProcess::spawn(
+            "latchkey-operator",
+            Path::new(env!("CARGO_BIN_EXE_latchkey-operator")),
+            &args,
+            &[
+                ("KUBECONFIG", self.plane.kubeconfig().as_os_str()),
+                ("DATABASE_URL", self.database_url.as_ref()),
+                ("LATCHKEY_ISSUER", ISSUER.as_ref()),
+                ("NO_COLOR", "1".as_ref()),
+            ],
+            log,
+        )
+        .expect("operator starts");
+        self.operator = Some(op);
+        let url = format!("http://{}/healthz", self.operator_addr);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(op) = self.operator.as_mut()
+                && let Some(status) = op.exited()
+            {
+                panic!("operator exited with {status}:\n{}", op.log_tail(40));
+            }
+            if let Ok(r) = self.http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator /healthz never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the operator (SIGKILL: no graceful shutdown, like a crash or eviction).
+    pub fn kill_operator(&mut self) {
+        if let Some(mut op) = self.operator.take() {
+            op.kill();
+        }
+    }
+
+    pub fn operator_log(&self) -> String {
+        self.operator
+            .as_ref()
+            .map(|op| std::fs::read_to_string(op.log_path()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    pub async fn kubectl(&self, args: &[&str]) -> latchkey_testkit::KubectlOutput {
+        self.plane.kubectl(args).await.expect("kubectl runs")
+    }
+
+    /// Writes `yaml` to a file and runs `kubectl apply -n shop -f` on it.
+    pub async fn apply_yaml(&self, yaml: &str) -> latchkey_testkit::KubectlOutput {
+        let path = self
+            .dir
+            .path()
+            .join(format!("manifest-{}.yaml", uuid_like()));
+        std::fs::write(&path, yaml).expect("write manifest");
+        self.kubectl(&["apply", "-n", NS, "-f", &path.display().to_string()])
+            .await
+    }
+
+    pub fn clients(&self) -> Api<OAuthClient> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn oauth_client(&self, name: &str) -> Option<OAuthClient> {
+        self.clients().get_opt(name).await.expect("get OAuthClient")
+    }
+
+    pub async fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets().get_opt(name).await.expect("get Secret")
+    }
+
+    pub async fn row(&self, client_id: &str) -> Option<ClientRecord> {
+        clients::get(&self.db, client_id).await.expect("read row")
+    }
+
+    /// Reasons of the Events about OAuthClient `name`.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("list events")
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("OAuthClient")
+                })
+            })
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.operator_addr))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most [`TIMEOUT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A field of a Secret's data as text.
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+/// The Ready condition as (status, reason, message).
+pub fn ready(client: &OAuthClient) -> Option<(String, String, String)> {
+    client
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub fn is_ready(client: &OAuthClient) -> bool {
+    let generation = client.metadata.generation;
+    ready(client).is_some_and(|(s, _, _)| s == "True")
+        && client.status.as_ref().and_then(|s| s.observed_generation) == generation
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    )
+}

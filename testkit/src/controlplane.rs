@@ -1,0 +1,355 @@
+//! A real Kubernetes control plane (etcd + kube-apiserver) for one test.
+//!
+//! What controller-runtime's envtest does, in Rust: certificates from [`crate::certs`],
+//! etcd and kube-apiserver on free loopback ports with RBAC on and the ServiceAccount
+//! admission plugin off (no controller-manager runs to create tokens), a kubeconfig for
+//! the admin user (`system:masters`), and readiness measured by `/readyz`. There is no
+//! controller-manager and no scheduler: nothing garbage-collects owned objects and no
+//! Pod ever runs, so tests check ownerReferences rather than cascading deletion.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::certs::{self, CertPaths};
+use crate::process::ChildProcess;
+use crate::{Error, Result, io, k8s_bin_dir, kubectl_path};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(100);
+
+/// A running etcd + kube-apiserver; both are killed when this is dropped.
+#[derive(Debug)]
+pub struct ControlPlane {
+    // Field order is drop order: the API server goes before etcd, the directory last.
+    apiserver: ChildProcess,
+    etcd: ChildProcess,
+    server: String,
+    kubeconfig: PathBuf,
+    certs: CertPaths,
+    startup: Duration,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// What `kubectl` printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct KubectlOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl KubectlOutput {
+    /// Panics with both streams unless kubectl succeeded; returns stdout.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert!(
+            self.success,
+            "kubectl failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver and waits until `/readyz` answers `ok`.
+    pub async fn start() -> Result<Self> {
+        let started = Instant::now();
+        let bin = k8s_bin_dir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("latchkey-controlplane-")
+            .tempdir()
+            .map_err(io("creating the control plane's directory"))?;
+        let root = dir.path().to_owned();
+        let cert_dir = root.join("certs");
+        std::fs::create_dir_all(&cert_dir).map_err(io("creating the certificate directory"))?;
+        let certs = certs::write_all(&cert_dir)?;
+
+        let [etcd_port, etcd_peer_port, api_port] = free_ports()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        let etcd_args = vec![
+            "--name=latchkey-test".to_owned(),
+            format!("--data-dir={}", root.join("etcd-data").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=latchkey-test={peer_url}"),
+            "--unsafe-no-fsync=true".to_owned(),
+            "--log-level=warn".to_owned(),
+        ];
+        let mut etcd = ChildProcess::spawn(
+            "etcd",
+            &bin.join("etcd"),
+            &etcd_args,
+            &[],
+            root.join("etcd.log"),
+        )?;
+        wait_for_etcd(&mut etcd, etcd_port).await?;
+
+        let path = |p: &Path| p.display().to_string();
+        let api_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--cert-dir={}", path(&cert_dir)),
+            format!("--tls-cert-file={}", path(&certs.serving_cert)),
+            format!("--tls-private-key-file={}", path(&certs.serving_key)),
+            format!("--client-ca-file={}", path(&certs.ca_cert)),
+            format!("--secure-port={api_port}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+            format!("--service-account-key-file={}", path(&certs.sa_pub)),
+            format!("--service-account-signing-key-file={}", path(&certs.sa_key)),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--authorization-mode=RBAC".to_owned(),
+            "--disable-admission-plugins=ServiceAccount".to_owned(),
+            "--allow-privileged=true".to_owned(),
+        ];
+        let apiserver = ChildProcess::spawn(
+            "kube-apiserver",
+            &bin.join("kube-apiserver"),
+            &api_args,
+            &[],
+            root.join("kube-apiserver.log"),
+        )?;
+
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = root.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &certs))
+            .map_err(io("writing the kubeconfig"))?;
+
+        let mut plane = Self {
+            apiserver,
+            etcd,
+            server,
+            kubeconfig,
+            certs,
+            startup: Duration::ZERO,
+            dir: Some(dir),
+        };
+        plane.wait_for_apiserver().await?;
+        plane.startup = started.elapsed();
+        Ok(plane)
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// A kubeconfig for the admin user; set `KUBECONFIG` to it for other processes.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn certs(&self) -> &CertPaths {
+        &self.certs
+    }
+
+    /// Time from [`start`](Self::start) to a ready API server.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// A client acting as the admin user.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// A `kubectl` command bound to this control plane.
+    pub fn kubectl_command(&self) -> Result<tokio::process::Command> {
+        let mut cmd = tokio::process::Command::new(kubectl_path()?);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        Ok(cmd)
+    }
+
+    /// Runs `kubectl ARGS`.
+    pub async fn kubectl(&self, args: &[&str]) -> Result<KubectlOutput> {
+        let out = self
+            .kubectl_command()?
+            .args(args)
+            .output()
+            .await
+            .map_err(io(format!("running kubectl {}", args.join(" "))))?;
+        Ok(KubectlOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `kubectl apply -f PATH` (a file or a directory), then waits until every CRD the
+    /// API server knows is Established.
+    pub async fn apply_crds(&self, path: &Path) -> Result<()> {
+        let path = path.display().to_string();
+        let applied = self.kubectl(&["apply", "-f", &path]).await?;
+        if !applied.success {
+            return Err(Error::Environment(format!(
+                "kubectl apply -f {path}: {}",
+                applied.stderr
+            )));
+        }
+        let waited = self
+            .kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "--all",
+            ])
+            .await?;
+        if !waited.success {
+            return Err(Error::Environment(format!(
+                "CRDs from {path} not Established: {}",
+                waited.stderr
+            )));
+        }
+        Ok(())
+    }
+
+    async fn wait_for_apiserver(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last: String;
+        // The client is built once the kubeconfig exists; TLS to a port that is not
+        // listening yet simply fails and is retried.
+        let client = self.client().await?;
+        loop {
+            if let Some(status) = self.apiserver.exited() {
+                return Err(not_ready(&self.apiserver, format!("exited with {status}")));
+            }
+            if let Some(status) = self.etcd.exited() {
+                return Err(not_ready(&self.etcd, format!("exited with {status}")));
+            }
+            let request = http::Request::get("/readyz").body(Vec::new());
+            match request {
+                Ok(request) => match client.request_text(request).await {
+                    Ok(body) if body.trim() == "ok" => return Ok(()),
+                    Ok(body) => last = body,
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() > deadline {
+                return Err(not_ready(
+                    &self.apiserver,
+                    format!("/readyz not ok after {READY_TIMEOUT:?}: {last}"),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.apiserver.kill();
+        self.etcd.kill();
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!(
+                "control plane logs kept for the failed test: {}/{{kube-apiserver,etcd}}.log",
+                kept.display()
+            );
+        }
+    }
+}
+
+fn not_ready(process: &ChildProcess, reason: String) -> Error {
+    Error::NotReady {
+        component: process.name(),
+        reason,
+        log: process.log_path().display().to_string(),
+        tail: process.log_tail(40),
+    }
+}
+
+/// Three distinct free loopback ports. The listeners are held until all are chosen so
+/// they differ; another process may still take one before we use it (rare; the start
+/// then fails with the component's log).
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io("finding free ports"))?;
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener
+            .local_addr()
+            .map_err(io("finding free ports"))?
+            .port();
+    }
+    Ok(ports)
+}
+
+/// Polls etcd's `/health` over plain HTTP until it reports healthy.
+async fn wait_for_etcd(etcd: &mut ChildProcess, port: u16) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut last: String;
+    loop {
+        if let Some(status) = etcd.exited() {
+            return Err(not_ready(etcd, format!("exited with {status}")));
+        }
+        match etcd_health(port).await {
+            Ok(body) if body.contains(r#""health":"true""#) => return Ok(()),
+            Ok(body) => last = body,
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() > deadline {
+            return Err(not_ready(
+                etcd,
+                format!("/health not healthy after {READY_TIMEOUT:?}: {last}"),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn etcd_health(port: u16) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+fn kubeconfig_yaml(server: &str, certs: &CertPaths) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: {server}
+    certificate-authority: {ca}
+users:
+- name: admin
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: test
+  context:
+    cluster: test
+    user: admin
+current-context: test
+",
+        ca = certs.ca_cert.display(),
+        cert = certs.admin_cert.display(),
+        key = certs.admin_key.display(),
+    )
+}
