@@ -381,6 +381,14 @@ async fn sign_in_and_approve(
     assert_eq!(consent.status(), 200, "consent page after login");
     let html = consent.text().await.expect("html");
     assert!(html.contains("wants to access your account"), "{html}");
+    assert!(
+        html.contains(&format!("Signed in as <strong>{user}</strong>")),
+        "{html}"
+    );
+    assert!(
+        html.contains("sent to <strong>app.example.com</strong>"),
+        "{html}"
+    );
     let mut form = hidden_fields(&html);
     form.push(("action".into(), "approve".into()));
     let redirect = browser.post(&form).await;

@@ -237,7 +237,12 @@ async fn proceed(
             ),
         );
     }
-    consent_page(app, headers, request)
+    let username = match crate::accounts::find_by_id(&app.db, &user_id).await {
+        Ok(Some(user)) => user.username,
+        Ok(None) => return login_page(app, headers, request, None, StatusCode::OK),
+        Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, "Please try again later."),
+    };
+    consent_page(app, headers, request, &username)
 }
 
 async fn authorize_post(
@@ -472,7 +477,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margi
 h1{font-size:1.4rem}label{display:block;margin-top:1rem;font-weight:600}\
 input[type=text],input[type=password]{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
 button{margin-top:1.2rem;padding:.55rem 1.2rem;font-size:1rem;margin-right:.5rem}\
-.error{color:#a00000;font-weight:600}ul{padding-left:1.2rem}";
+.error{color:#a00000;font-weight:600}.brand{color:#555;font-size:.9rem;letter-spacing:.05em;margin-bottom:0}ul{padding-left:1.2rem}";
 
 fn page(status: StatusCode, title: &str, body: &str, set_cookie: Option<HeaderValue>) -> Response {
     let html = format!(
@@ -540,7 +545,7 @@ fn login_page(
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
     let body = format!(
-        "<h1>Sign in to continue to {name}</h1>{error}\
+        "<p class=\"brand\">Latchkey</p><h1>Sign in to continue to {name}</h1>{error}\
          <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
          <input type=\"hidden\" name=\"action\" value=\"login\">\
          <label for=\"username\">Username or email</label>\
@@ -564,7 +569,29 @@ fn describe_scope(scope: &str) -> String {
     }
 }
 
-fn consent_page(app: &AppState, headers: &HeaderMap, request: &Request) -> Response {
+/// The host a redirect URI sends the browser to, shown so a look-alike client name
+/// cannot hide where the user is going.
+fn redirect_host(uri: &str) -> &str {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// The same authorization request with `prompt=login`, to sign in as someone else.
+fn switch_account_href(request: &Request) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in request.carried.iter().filter(|(n, _)| *n != "prompt") {
+        query.append_pair(name, value);
+    }
+    query.append_pair("prompt", "login");
+    format!("/oauth/authorize?{}", query.finish())
+}
+
+fn consent_page(
+    app: &AppState,
+    headers: &HeaderMap,
+    request: &Request,
+    username: &str,
+) -> Response {
     let (csrf, set_cookie) = csrf_token(app, headers);
     let items: String = request
         .scope
@@ -573,13 +600,40 @@ fn consent_page(app: &AppState, headers: &HeaderMap, request: &Request) -> Respo
         .map(|s| format!("<li>{}</li>", escape(&describe_scope(s))))
         .collect();
     let body = format!(
-        "<h1>{name} wants to access your account</h1>\
+        "<p class=\"brand\">Latchkey</p><h1>{name} wants to access your account</h1>\
+         <p>Signed in as <strong>{user}</strong>. <a href=\"{switch}\">Not you?</a></p>\
          <p>It asks to:</p><ul>{items}</ul>\
+         <p>After you choose, you will be sent to <strong>{host}</strong>.</p>\
          <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
          <button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
          <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
         name = escape(&app_name(&request.client)),
+        user = escape(username),
+        switch = escape(&switch_account_href(request)),
+        host = escape(redirect_host(&request.redirect_uri)),
         hidden = hidden_fields(request, &csrf),
     );
     page(StatusCode::OK, "Approve access", &body, set_cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_hosts_and_escaping() {
+        assert_eq!(
+            redirect_host("https://app.example.com/callback"),
+            "app.example.com"
+        );
+        assert_eq!(redirect_host("http://127.0.0.1:9/cb?x=1"), "127.0.0.1:9");
+        assert_eq!(
+            redirect_host("https://app.example.com?x=/y"),
+            "app.example.com"
+        );
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
 }
