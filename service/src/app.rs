@@ -1,5 +1,6 @@
 //! Assembling the service: state, router, middleware, and serving until shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, cpu_count};
-use crate::ephemeral::Ephemeral;
+use crate::ephemeral::{Ephemeral, LockoutPolicy};
 use crate::error::Error;
 use crate::keyring::KeyRing;
+use crate::limits::{self, Limits};
 use crate::passwords::{Hasher, Policy};
 use crate::routes;
 use crate::telemetry;
@@ -39,6 +41,7 @@ pub struct AppState {
     pub hasher: Hasher,
     pub policy: Policy,
     pub ephemeral: Ephemeral,
+    pub limits: Arc<Limits>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
 }
@@ -54,6 +57,7 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub jwks_max_age: Duration,
     pub redis_configured: bool,
+    pub lockout: LockoutPolicy,
 }
 
 /// A built service: its router and the background work it owns.
@@ -86,7 +90,9 @@ impl App {
         db.migrate().await.context("applying migrations")?;
 
         let ephemeral = match &config.redis_url {
-            Some(url) => Ephemeral::redis(url, &config.redis_prefix).await?,
+            Some(url) => {
+                Ephemeral::redis(url, &config.redis_prefix, config.rate_limit_redis_failure).await?
+            }
             None => Ephemeral::memory(),
         };
         let keys = KeyRing::load(
@@ -112,7 +118,7 @@ impl App {
             tracing::warn!(
                 database = %config.database_url(),
                 keys_dir = %config.keys_dir().display(),
-                "development mode: embedded SQLite, in-process revocation list, locally generated keys; set DATABASE_URL and REDIS_URL for production"
+                "development mode: embedded SQLite, in-process revocation list, rate limits and lockout, locally generated keys; set DATABASE_URL and REDIS_URL for production"
             );
         }
         let reloader = tokio::spawn(
@@ -134,7 +140,14 @@ impl App {
                 secure_cookies: config.issuer().starts_with("https://"),
                 jwks_max_age: config.jwks_max_age,
                 redis_configured: matches!(ephemeral, Ephemeral::Redis(_)),
+                lockout: LockoutPolicy {
+                    attempts: config.lockout_attempts,
+                    window: config.lockout_window,
+                    duration: config.lockout_duration,
+                    max_duration: config.lockout_max_duration,
+                },
             }),
+            limits: Arc::new(Limits::from_config(config)),
             ephemeral,
             metrics,
         };
@@ -158,7 +171,12 @@ impl App {
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, issuer = %self.state.settings.issuer, "listening");
-        axum::serve(listener, self.router.clone())
+        // The peer address is what per-IP rate limits count against.
+        let service = self
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
@@ -177,6 +195,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(routes::admin::router())
         .merge(crate::oauth::router())
         .merge(crate::oidc::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::by_ip))
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(state);

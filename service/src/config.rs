@@ -141,6 +141,54 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_HSTS", action = clap::ArgAction::Set)]
     pub hsts: Option<bool>,
 
+    /// Failed logins for one username, inside ACCOUNT_LOCKOUT_WINDOW, that lock it.
+    /// 0 turns lockout off.
+    #[arg(
+        long = "account-lockout-attempts",
+        env = "ACCOUNT_LOCKOUT_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub lockout_attempts: u32,
+
+    /// The window in which failures are counted; the count starts over after it.
+    #[arg(long = "account-lockout-window", env = "ACCOUNT_LOCKOUT_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub lockout_window: Duration,
+
+    /// How long the first lockout lasts; each further lockout in a row doubles it.
+    #[arg(long = "account-lockout-duration", env = "ACCOUNT_LOCKOUT_DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub lockout_duration: Duration,
+
+    /// The longest a lockout grows to.
+    #[arg(long = "account-lockout-max-duration", env = "ACCOUNT_LOCKOUT_MAX_DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub lockout_max_duration: Duration,
+
+    /// Requests per client IP to each route (`300 per minute`, `100/hour`), or `off`.
+    #[arg(long = "rate-limiting-default", env = "RATE_LIMITING_DEFAULT", default_value = "300 per minute", value_parser = parse_limit)]
+    pub rate_limit_default: Limit,
+
+    /// Per-route overrides of RATE_LIMITING_DEFAULT, comma-separated
+    /// (`/auth/login=10 per minute,/oauth/token=off`).
+    #[arg(long = "rate-limiting-routes", env = "RATE_LIMITING_ROUTES", default_value = "/auth/login=60 per minute,/auth/register=30 per minute", value_parser = parse_route_rates)]
+    pub rate_limit_routes: RouteRates,
+
+    /// Login attempts per username, whatever the client IP, or `off`.
+    #[arg(long = "rate-limiting-account", env = "RATE_LIMITING_ACCOUNT", default_value = "20 per minute", value_parser = parse_limit)]
+    pub rate_limit_account: Limit,
+
+    /// Token-endpoint requests per authenticated OAuth client, or `off`.
+    #[arg(long = "rate-limiting-client", env = "RATE_LIMITING_CLIENT", default_value = "600 per minute", value_parser = parse_limit)]
+    pub rate_limit_client: Limit,
+
+    /// What rate limits and lockout do when Redis cannot be reached: `open` counts in
+    /// process (each replica on its own) until Redis is back; `closed` answers 503.
+    #[arg(long = "rate-limiting-redis-failure", env = "RATE_LIMITING_REDIS_FAILURE", value_enum, default_value_t = RedisFailure::Open)]
+    pub rate_limit_redis_failure: RedisFailure,
+
+    /// Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is believed. The
+    /// client is the right-most address not in this list. Empty: the socket peer.
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: TrustedProxies,
+
     /// Log format.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -169,6 +217,104 @@ impl std::fmt::Debug for Config {
             .field("manage_keys", &self.manage_keys)
             .finish_non_exhaustive()
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RedisFailure {
+    Open,
+    Closed,
+}
+
+/// A rate: at most `limit` requests per `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+/// A rate limit setting: `None` is `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<Rate>);
+
+/// Per-route rates: route template -> rate (`None`: not limited).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteRates(pub Vec<(String, Option<Rate>)>);
+
+/// The proxies whose `X-Forwarded-For` is believed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+fn parse_limit(value: &str) -> Result<Limit, String> {
+    parse_rate(value).map(Limit)
+}
+
+fn parse_proxies(value: &str) -> Result<TrustedProxies, String> {
+    let mut out = Vec::new();
+    for item in value.split(',') {
+        out.extend(parse_proxy(item)?);
+    }
+    Ok(TrustedProxies(out))
+}
+
+/// Parses `100 per hour`, `10 per minute`, `100/hour`, `5 per 10s`, or `off` (`None`).
+pub fn parse_rate(value: &str) -> Result<Option<Rate>, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || format!("{value:?} is not a rate (examples: 100 per hour, 10/minute, off)");
+    let (count, unit) = value
+        .split_once('/')
+        .or_else(|| value.split_once(" per "))
+        .ok_or_else(bad)?;
+    let limit: u32 = count.trim().parse().map_err(|_| bad())?;
+    if limit == 0 {
+        return Err(format!(
+            "{value:?}: the count must be at least 1 (or use off)"
+        ));
+    }
+    let period = match unit.trim().to_ascii_lowercase().as_str() {
+        "second" | "sec" | "s" => Duration::from_secs(1),
+        "minute" | "min" | "m" => Duration::from_secs(60),
+        "hour" | "h" => Duration::from_secs(3600),
+        "day" | "d" => Duration::from_secs(86_400),
+        other => parse_duration(other).map_err(|_| bad())?,
+    };
+    if period.is_zero() {
+        return Err(bad());
+    }
+    Ok(Some(Rate { limit, period }))
+}
+
+/// Parses `/auth/login=10 per minute,/oauth/token=off`.
+pub fn parse_route_rates(value: &str) -> Result<RouteRates, String> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (route, rate) = item.split_once('=').ok_or_else(|| {
+            format!("{item:?} must be ROUTE=RATE, e.g. /auth/login=10 per minute")
+        })?;
+        let route = route.trim();
+        if !route.starts_with('/') {
+            return Err(format!("{route:?} must be a route path starting with /"));
+        }
+        out.push((route.to_owned(), parse_rate(rate)?));
+    }
+    Ok(RouteRates(out))
+}
+
+/// Parses one trusted proxy: an IP address (a /32 or /128) or a CIDR; empty is `None`.
+pub fn parse_proxy(value: &str) -> Result<Option<ipnet::IpNet>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(ip) = value.parse::<std::net::IpAddr>() {
+        return Ok(Some(ip.into()));
+    }
+    value
+        .parse::<ipnet::IpNet>()
+        .map(|net| Some(net.trunc()))
+        .map_err(|_| format!("{value:?} is not an IP address or CIDR (10.0.0.0/8)"))
 }
 
 /// Parses `90`, `90s`, `15m`, `1h` or `14d`.
@@ -285,6 +431,28 @@ impl Config {
         if self.cors_origins().iter().any(|o| o == "*") && self.cors_origins().len() > 1 {
             problems.push("CORS_ORIGINS: * cannot be combined with other origins".into());
         }
+        if self.lockout_attempts > 0 {
+            if self.lockout_window < Duration::from_secs(1) {
+                problems.push("ACCOUNT_LOCKOUT_WINDOW must be at least 1s".into());
+            }
+            if self.lockout_duration < Duration::from_secs(1) {
+                problems.push("ACCOUNT_LOCKOUT_DURATION must be at least 1s".into());
+            }
+            if self.lockout_max_duration < self.lockout_duration {
+                problems.push(
+                    "ACCOUNT_LOCKOUT_MAX_DURATION must not be shorter than ACCOUNT_LOCKOUT_DURATION"
+                        .into(),
+                );
+            }
+        }
+        let exempt = ["/health", "/ready", "/metrics"];
+        for (route, _) in &self.rate_limit_routes.0 {
+            if exempt.contains(&route.as_str()) {
+                problems.push(format!(
+                    "RATE_LIMITING_ROUTES: {route} is never rate limited; remove it"
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -376,6 +544,67 @@ mod tests {
         assert!(parse_duration("15 minutes").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999d").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        let per_minute = Rate {
+            limit: 10,
+            period: Duration::from_secs(60),
+        };
+        assert_eq!(parse_rate("10 per minute"), Ok(Some(per_minute)));
+        assert_eq!(parse_rate("10/minute"), Ok(Some(per_minute)));
+        assert_eq!(parse_rate("10 per 1m"), Ok(Some(per_minute)));
+        assert_eq!(parse_rate("OFF"), Ok(None));
+        assert!(parse_rate("0 per minute").is_err());
+        assert!(parse_rate("ten per minute").is_err());
+        assert!(parse_rate("10 per fortnight").is_err());
+        let routes = parse_route_rates("/auth/login=5/second, /oauth/token=off").expect("ok");
+        assert_eq!(routes.0.len(), 2);
+        assert_eq!(routes.0[1], ("/oauth/token".to_owned(), None));
+        assert!(parse_route_rates("auth/login=5/second").is_err());
+        assert_eq!(
+            parse_proxy("10.1.2.3/8")
+                .expect("cidr")
+                .map(|n| n.to_string()),
+            Some("10.0.0.0/8".to_owned())
+        );
+        assert_eq!(
+            parse_proxy("::1").expect("ip").map(|n| n.to_string()),
+            Some("::1/128".to_owned())
+        );
+        assert!(parse_proxy("proxy.local").is_err());
+        assert_eq!(parse_proxies("").expect("empty").0.len(), 0);
+        assert_eq!(
+            parse_proxies("10.0.0.1, 10.1.0.0/16").expect("two").0.len(),
+            2
+        );
+    }
+
+    #[test]
+    fn lockout_and_limit_settings_are_checked() {
+        let config = parse(&[
+            "--account-lockout-duration",
+            "1h",
+            "--account-lockout-max-duration",
+            "30m",
+            "--rate-limiting-routes",
+            "/ready=1/second",
+        ]);
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].contains("ACCOUNT_LOCKOUT_MAX_DURATION"));
+        assert!(problems[1].contains("/ready is never rate limited"));
+        let off = parse(&[
+            "--account-lockout-attempts",
+            "0",
+            "--account-lockout-duration",
+            "0",
+            "--rate-limiting-default",
+            "off",
+        ]);
+        assert_eq!(off.validate(), Ok(()));
+        assert_eq!(off.rate_limit_default, Limit(None));
     }
 
     #[test]

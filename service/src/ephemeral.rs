@@ -1,16 +1,30 @@
-//! Short-lived shared state: the list of revoked access-token ids.
+//! Short-lived shared state: the list of revoked access-token ids, rate-limit counters
+//! and login-failure (lockout) counters.
 //!
-//! In production it lives in Redis, so a logout on one replica is honoured by all; in the
-//! embedded default it is an in-process map. Both forget an entry once the token it names
-//! has expired, since an expired token fails verification anyway.
+//! In production it lives in Redis, so a logout, a limit or a lockout on one replica is
+//! honoured by all; in the embedded default it is in-process. Every entry expires on its
+//! own once it no longer matters.
+//!
+//! Rate limits use GCRA (the generic cell rate algorithm): one timestamp per key, the
+//! "theoretical arrival time", updated atomically (in Redis by one Lua script that reads
+//! Redis's own clock, so replicas with skewed clocks still share one limit).
+//!
+//! Failure policy: the revocation list always fails closed (503). Limits and lockout
+//! follow `RATE_LIMITING_REDIS_FAILURE`: `open` falls back to the in-process store of
+//! this replica, `closed` answers 503. Either way the error is logged and counted in
+//! `latchkey_rate_limit_backend_errors_total`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::Context as _;
 use redis::aio::ConnectionManager;
 
+use crate::config::{Rate, RedisFailure};
 use crate::error::{Error, Result};
+
+/// When Memory maps grow past this, expired entries are swept on the next write.
+const SWEEP_ABOVE: usize = 10_000;
 
 #[derive(Clone)]
 pub enum Ephemeral {
@@ -28,12 +42,227 @@ impl std::fmt::Debug for Ephemeral {
 pub struct Memory {
     /// jti -> expiry (Unix ms). std Mutex: never held across `.await`.
     revoked: Mutex<HashMap<String, i64>>,
+    /// Rate-limit key -> theoretical arrival time (Unix ms).
+    gcra: Mutex<HashMap<String, i64>>,
+    /// Normalized login -> failure and lockout state.
+    lockouts: Mutex<HashMap<String, LockState>>,
 }
 
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Arc<str>,
+    /// Where limits and lockout are counted while Redis is unreachable (fail open).
+    fallback: Arc<Memory>,
+    failure: RedisFailure,
+}
+
+/// The outcome of one rate-limit check, with what the `RateLimit-*` headers say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Milliseconds until the bucket is full again.
+    pub reset_ms: i64,
+    /// Milliseconds until the next request is allowed (0 when allowed).
+    pub retry_after_ms: i64,
+}
+
+impl Decision {
+    /// Whole seconds until the next request is allowed (at least 1 when refused).
+    pub fn retry_after_secs(&self) -> i64 {
+        ceil_secs(self.retry_after_ms)
+    }
+
+    /// `RateLimit-Limit`, `-Remaining`, `-Reset` (draft-ietf-httpapi-ratelimit-headers),
+    /// and `Retry-After` when refused.
+    pub fn write_headers(&self, headers: &mut axum::http::HeaderMap) {
+        use axum::http::{HeaderName, HeaderValue};
+        headers.insert(
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(self.limit),
+        );
+        headers.insert(
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(self.remaining),
+        );
+        headers.insert(
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(ceil_secs(self.reset_ms)),
+        );
+        if !self.allowed {
+            headers.insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after_secs().max(1)),
+            );
+        }
+    }
+}
+
+/// Milliseconds to whole seconds, rounded up.
+pub fn ceil_secs(ms: i64) -> i64 {
+    (ms.max(0) + 999) / 1000
+}
+
+/// Account lockout settings; `attempts == 0` turns lockout off.
+#[derive(Clone, Copy, Debug)]
+pub struct LockoutPolicy {
+    pub attempts: u32,
+    pub window: std::time::Duration,
+    pub duration: std::time::Duration,
+    pub max_duration: std::time::Duration,
+}
+
+impl LockoutPolicy {
+    pub fn enabled(&self) -> bool {
+        self.attempts > 0
+    }
+
+    /// The length of lockout number `level` (1 = first): doubling, capped.
+    pub fn duration_ms(&self, level: u32) -> i64 {
+        let base = millis(self.duration);
+        let max = millis(self.max_duration);
+        let factor = 1_i64 << level.saturating_sub(1).min(40);
+        base.saturating_mul(factor).min(max)
+    }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LockState {
+    failures: u32,
+    window_end: i64,
+    /// Lockouts in a row; forgotten at `level_end`.
+    level: u32,
+    level_end: i64,
+    locked_until: i64,
+}
+
+/// GCRA, the pure step: given the stored arrival time, returns the decision and the
+/// arrival time to store (None: leave it). Mirrors [`GCRA_SCRIPT`].
+pub fn gcra(tat: Option<i64>, now: i64, rate: Rate) -> (Decision, Option<i64>) {
+    let period = millis(rate.period).max(1);
+    let interval = (period / i64::from(rate.limit)).max(1);
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + interval;
+    let allow_at = new_tat - period;
+    if allow_at > now {
+        let decision = Decision {
+            allowed: false,
+            limit: rate.limit,
+            remaining: 0,
+            reset_ms: tat - now,
+            retry_after_ms: allow_at - now,
+        };
+        return (decision, None);
+    }
+    let remaining = u32::try_from((now + period - new_tat) / interval).unwrap_or(0);
+    let decision = Decision {
+        allowed: true,
+        limit: rate.limit,
+        remaining,
+        reset_ms: new_tat - now,
+        retry_after_ms: 0,
+    };
+    (decision, Some(new_tat))
+}
+
+/// GCRA in Redis: KEYS[1] the key; ARGV period and interval in ms. Uses Redis's clock.
+/// Returns {allowed, remaining, reset_ms, retry_after_ms}.
+static GCRA_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(GCRA_LUA));
+const GCRA_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local period = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - period
+if allow_at > now then
+  return {0, 0, tat - now, allow_at - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, math.floor((now + period - new_tat) / interval), new_tat - now, 0}
+";
+
+/// A failed login: KEYS failures, level, lock; ARGV attempts, window, base, max (ms).
+/// Returns the lockout length in ms when this failure locks the account, else 0.
+static FAILURE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FAILURE_LUA));
+const FAILURE_LUA: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if n < tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+local level = redis.call('INCR', KEYS[2])
+local max = tonumber(ARGV[4])
+local d = tonumber(ARGV[3])
+for i = 2, level do
+  d = d * 2
+  if d >= max then break end
+end
+if d > max then d = max end
+redis.call('SET', KEYS[3], 1, 'PX', d)
+redis.call('PEXPIRE', KEYS[2], d + max)
+return d
+";
+
+// === impl Memory ===
+
+impl Memory {
+    fn gcra(&self, key: &str, rate: Rate, now: i64) -> Decision {
+        let mut map = self.gcra.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > SWEEP_ABOVE {
+            map.retain(|_, tat| *tat > now);
+        }
+        let (decision, store) = gcra(map.get(key).copied(), now, rate);
+        if let Some(tat) = store {
+            map.insert(key.to_owned(), tat);
+        }
+        decision
+    }
+
+    fn locked_ms(&self, key: &str, now: i64) -> Option<i64> {
+        let map = self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .map(|s| s.locked_until - now)
+            .filter(|ms| *ms > 0)
+    }
+
+    fn record_failure(&self, key: &str, policy: &LockoutPolicy, now: i64) -> Option<i64> {
+        let mut map = self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > SWEEP_ABOVE {
+            map.retain(|_, s| s.window_end > now || s.level_end > now);
+        }
+        let state = map.entry(key.to_owned()).or_default();
+        if state.window_end <= now {
+            state.failures = 0;
+            state.window_end = now + millis(policy.window);
+        }
+        if state.level_end <= now {
+            state.level = 0;
+        }
+        state.failures += 1;
+        if state.failures < policy.attempts {
+            return None;
+        }
+        state.failures = 0;
+        state.window_end = now;
+        state.level += 1;
+        let duration = policy.duration_ms(state.level);
+        state.locked_until = now + duration;
+        state.level_end = now + duration + millis(policy.max_duration);
+        Some(duration)
+    }
+
+    fn clear_failures(&self, key: &str) {
+        let mut map = self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -49,8 +278,9 @@ impl Ephemeral {
         Self::Memory(Arc::default())
     }
 
-    /// Connects to Redis; fails at start-up if it does not answer.
-    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
+    /// Connects to Redis; fails at start-up if it does not answer. `failure` says what
+    /// limits and lockout do when Redis stops answering later.
+    pub async fn redis(url: &str, prefix: &str, failure: RedisFailure) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("REDIS_URL")?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
@@ -62,6 +292,8 @@ impl Ephemeral {
         let store = RedisStore {
             conn,
             prefix: prefix.into(),
+            fallback: Arc::default(),
+            failure,
         };
         Ok(Self::Redis(store))
     }
@@ -131,6 +363,135 @@ impl Ephemeral {
             }
         }
     }
+
+    /// Counts one request against `key` at `rate`.
+    pub async fn rate_limit(&self, key: &str, rate: Rate, now_ms: i64) -> Result<Decision> {
+        match self {
+            Self::Memory(memory) => Ok(memory.gcra(key, rate, now_ms)),
+            Self::Redis(store) => {
+                let period = millis(rate.period).max(1);
+                let interval = (period / i64::from(rate.limit)).max(1);
+                let mut conn = store.conn.clone();
+                let result = GCRA_SCRIPT
+                    .key(format!("{}rl:{key}", store.prefix))
+                    .arg(period)
+                    .arg(interval)
+                    .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
+                    .await;
+                match result {
+                    Ok((allowed, remaining, reset_ms, retry_after_ms)) => Ok(Decision {
+                        allowed: allowed == 1,
+                        limit: rate.limit,
+                        remaining: u32::try_from(remaining).unwrap_or(0),
+                        reset_ms,
+                        retry_after_ms,
+                    }),
+                    Err(err) => {
+                        store.degraded(&err)?;
+                        Ok(store.fallback.gcra(key, rate, now_ms))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Milliseconds the account `login` (normalized) stays locked, if it is.
+    pub async fn locked_for(&self, login: &str, now_ms: i64) -> Result<Option<i64>> {
+        match self {
+            Self::Memory(memory) => Ok(memory.locked_ms(login, now_ms)),
+            Self::Redis(store) => {
+                let mut conn = store.conn.clone();
+                let result = redis::cmd("PTTL")
+                    .arg(format!("{}lock:{login}", store.prefix))
+                    .query_async::<i64>(&mut conn)
+                    .await;
+                match result {
+                    Ok(ms) => Ok((ms > 0).then_some(ms)),
+                    Err(err) => {
+                        store.degraded(&err)?;
+                        Ok(store.fallback.locked_ms(login, now_ms))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a failed login; returns the lockout length (ms) when this one locks.
+    pub async fn record_login_failure(
+        &self,
+        login: &str,
+        policy: &LockoutPolicy,
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
+        match self {
+            Self::Memory(memory) => Ok(memory.record_failure(login, policy, now_ms)),
+            Self::Redis(store) => {
+                let mut conn = store.conn.clone();
+                let p = &store.prefix;
+                let result = FAILURE_SCRIPT
+                    .key(format!("{p}fail:{login}"))
+                    .key(format!("{p}lvl:{login}"))
+                    .key(format!("{p}lock:{login}"))
+                    .arg(policy.attempts)
+                    .arg(millis(policy.window))
+                    .arg(millis(policy.duration))
+                    .arg(millis(policy.max_duration))
+                    .invoke_async::<i64>(&mut conn)
+                    .await;
+                match result {
+                    Ok(ms) => Ok((ms > 0).then_some(ms)),
+                    Err(err) => {
+                        store.degraded(&err)?;
+                        Ok(store.fallback.record_failure(login, policy, now_ms))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A successful login: forgets failures and the lockout streak.
+    pub async fn clear_login_failures(&self, login: &str) -> Result<()> {
+        match self {
+            Self::Memory(memory) => {
+                memory.clear_failures(login);
+                Ok(())
+            }
+            Self::Redis(store) => {
+                store.fallback.clear_failures(login);
+                let mut conn = store.conn.clone();
+                let p = &store.prefix;
+                let result = redis::cmd("DEL")
+                    .arg(format!("{p}fail:{login}"))
+                    .arg(format!("{p}lvl:{login}"))
+                    .query_async::<()>(&mut conn)
+                    .await;
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(err) => store.degraded(&err),
+                }
+            }
+        }
+    }
+}
+
+// === impl RedisStore ===
+
+impl RedisStore {
+    /// Redis failed a limit or lockout operation: log and count it, then either carry
+    /// on in process (`Ok`, fail open) or refuse the request (`Err`, fail closed).
+    fn degraded(&self, err: &redis::RedisError) -> Result<()> {
+        metrics::counter!("latchkey_rate_limit_backend_errors_total").increment(1);
+        match self.failure {
+            RedisFailure::Open => {
+                tracing::warn!(error = %err, "redis unreachable: rate limits and lockout counted in process");
+                Ok(())
+            }
+            RedisFailure::Closed => {
+                tracing::error!(error = %err, "redis unreachable: refusing requests (RATE_LIMITING_REDIS_FAILURE=closed)");
+                Err(Error::Unavailable("rate limiting is not available"))
+            }
+        }
+    }
 }
 
 /// A revocation check that cannot be made must not let a revoked token through: the
@@ -138,4 +499,56 @@ impl Ephemeral {
 fn redis_unavailable(err: redis::RedisError) -> Error {
     tracing::error!(error = %err, "redis request failed");
     Error::Unavailable("the revocation list is not reachable")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn gcra_allows_the_limit_then_refuses_until_an_interval_passes() {
+        let rate = Rate {
+            limit: 3,
+            period: Duration::from_secs(60),
+        };
+        let memory = Memory::default();
+        let remaining: Vec<_> = (0..3).map(|_| memory.gcra("k", rate, 1_000)).collect();
+        assert!(remaining.iter().all(|d| d.allowed));
+        assert_eq!(remaining[0].remaining, 2);
+        assert_eq!(remaining[2].remaining, 0);
+        let refused = memory.gcra("k", rate, 1_000);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_ms, 20_000);
+        assert!(memory.gcra("k", rate, 21_000).allowed);
+        assert!(!memory.gcra("k", rate, 21_000).allowed);
+        assert!(memory.gcra("other", rate, 21_000).allowed);
+    }
+
+    #[test]
+    fn lockout_grows_and_is_capped() {
+        let policy = LockoutPolicy {
+            attempts: 2,
+            window: Duration::from_secs(60),
+            duration: Duration::from_secs(10),
+            max_duration: Duration::from_secs(25),
+        };
+        assert_eq!(policy.duration_ms(1), 10_000);
+        assert_eq!(policy.duration_ms(2), 20_000);
+        assert_eq!(policy.duration_ms(3), 25_000);
+        assert_eq!(policy.duration_ms(300), 25_000);
+        let memory = Memory::default();
+        assert_eq!(memory.record_failure("a", &policy, 0), None);
+        assert_eq!(memory.record_failure("a", &policy, 1), Some(10_000));
+        assert_eq!(memory.locked_ms("a", 5_001), Some(5_000));
+        assert_eq!(memory.locked_ms("a", 10_001), None);
+        assert_eq!(memory.record_failure("a", &policy, 10_002), None);
+        assert_eq!(memory.record_failure("a", &policy, 10_003), Some(20_000));
+        memory.clear_failures("a");
+        assert_eq!(memory.locked_ms("a", 10_004), None);
+        // Failures outside the window start over.
+        assert_eq!(memory.record_failure("b", &policy, 0), None);
+        assert_eq!(memory.record_failure("b", &policy, 60_001), None);
+    }
 }

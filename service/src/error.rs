@@ -31,6 +31,10 @@ pub enum Error {
     /// Wrong username or password. One message for both, so it cannot tell them apart.
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// Too many failed logins: answered exactly like [`Error::InvalidCredentials`], plus
+    /// `Retry-After` (whole seconds), so it says nothing about whether the account exists.
+    #[error("invalid username or password")]
+    LockedOut { retry_after: u64 },
     #[error("the account is disabled")]
     AccountDisabled,
     /// A refresh token that is unknown, expired, revoked or reused.
@@ -55,6 +59,9 @@ pub enum Error {
     PayloadTooLarge,
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(&'static str),
+    /// A rate limit was exceeded: 429 with `Retry-After` and `RateLimit-*`.
+    #[error("too many requests; retry after {} seconds", .0.retry_after_secs())]
+    RateLimited(crate::ephemeral::Decision),
     /// The service cannot do this right now (no signing key, database down).
     #[error("{0}")]
     Unavailable(&'static str),
@@ -125,7 +132,9 @@ impl Error {
             Self::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             Self::WeakPassword { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "weak_password"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
-            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::InvalidCredentials | Self::LockedOut { .. } => {
+                (StatusCode::UNAUTHORIZED, "invalid_credentials")
+            }
             Self::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
             Self::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
             Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
@@ -137,6 +146,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request")
             }
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
@@ -183,6 +193,10 @@ impl IntoResponse for Error {
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            Self::LockedOut { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::RateLimited(decision) => decision.write_headers(headers),
             _ => {}
         }
         // Auth answers must never be cached by anyone.

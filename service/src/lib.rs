@@ -12,7 +12,8 @@
 //! - [`keyring`]: which keys sign and verify, reloaded from the key directory and the
 //!   `signing_keys` table.
 //! - [`tokens`]: RS256 access tokens (RFC 9068) and opaque-token digests.
-//! - [`ephemeral`]: the access-token revocation list (Redis or in-process).
+//! - [`ephemeral`]: revocation list, rate-limit and lockout counters (Redis or in-process).
+//! - [`limits`]: which rate limits apply to a request, and the client IP it counts against.
 //! - [`error`]: the one error type and its JSON mapping.
 //! - [`telemetry`]: JSON logs and Prometheus metrics.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod extract;
 pub mod keyring;
+pub mod limits;
 pub mod oauth;
 pub mod oidc;
 pub mod passwords;

@@ -303,6 +303,13 @@ async fn authorize_post(
                     Some("The username or password is incorrect."),
                     StatusCode::UNAUTHORIZED,
                 ),
+                Err(Error::RateLimited(_)) => login_page(
+                    &app,
+                    &headers,
+                    &request,
+                    Some("Too many sign-in attempts. Wait a minute and try again."),
+                    StatusCode::TOO_MANY_REQUESTS,
+                ),
                 Err(_) => error_page(StatusCode::SERVICE_UNAVAILABLE, "Please try again later."),
             }
         }

@@ -20,7 +20,7 @@ pub mod token;
 
 use axum::Json;
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -41,6 +41,9 @@ pub struct OAuthError {
     pub code: &'static str,
     pub description: String,
     status: StatusCode,
+    /// Further headers: `Retry-After` of a lockout, `RateLimit-*` of a refusal.
+    /// Boxed: this error travels in every `Result` of the token endpoint.
+    headers: Option<Box<HeaderMap>>,
 }
 
 impl OAuthError {
@@ -49,12 +52,14 @@ impl OAuthError {
             "invalid_client" => StatusCode::UNAUTHORIZED,
             "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         };
         Self {
             code,
             description: description.into(),
             status,
+            headers: None,
         }
     }
 
@@ -88,6 +93,22 @@ impl From<Error> for OAuthError {
             Error::UnsupportedMediaType(d) => Self::invalid_request(d),
             Error::PayloadTooLarge => Self::invalid_request("request body too large"),
             Error::InvalidCredentials => Self::invalid_grant("invalid username or password"),
+            Error::LockedOut { retry_after } => {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                Self {
+                    headers: Some(Box::new(headers)),
+                    ..Self::invalid_grant("invalid username or password")
+                }
+            }
+            Error::RateLimited(decision) => {
+                let mut headers = HeaderMap::new();
+                decision.write_headers(&mut headers);
+                Self {
+                    headers: Some(Box::new(headers)),
+                    ..Self::new("rate_limited", Error::RateLimited(decision).to_string())
+                }
+            }
             Error::AccountDisabled => Self::invalid_grant("the account is disabled"),
             Error::InvalidGrant(d) => Self::invalid_grant(d),
             Error::Unavailable(d) => Self::new("temporarily_unavailable", d),
@@ -129,6 +150,9 @@ impl IntoResponse for OAuthError {
         )
             .into_response();
         let headers = response.headers_mut();
+        if let Some(extra) = self.headers {
+            headers.extend(*extra);
+        }
         no_store(headers);
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -141,7 +165,7 @@ impl IntoResponse for OAuthError {
 }
 
 /// RFC 6749 §5.1: token responses must not be cached.
-pub fn no_store(headers: &mut axum::http::HeaderMap) {
+pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }

@@ -20,7 +20,8 @@ use super::form::Params;
 use super::{OAuthError, client_auth, no_store, scopes};
 use crate::accounts::{self, NewRefresh, Rotation, User};
 use crate::app::AppState;
-use crate::routes::auth::verify_login;
+use crate::limits;
+use crate::routes::auth::check_login;
 use crate::tokens::{Grant, Issued, digest, random_token};
 
 pub fn router() -> Router<AppState> {
@@ -78,6 +79,7 @@ async fn token(
         ));
     }
     let client = client_auth::authenticate(&state, &headers, &params).await?;
+    limits::check_client(&state, &client.client_id).await?;
     if !client.allows_grant(&grant_type) {
         return Err(OAuthError::unauthorized_client(format!(
             "this client may not use the {grant_type} grant"
@@ -149,7 +151,7 @@ async fn password(
     let username = params.require("username")?;
     let password = params.require("password")?.to_owned();
     let scope = scopes::resolve(params.get("scope"), &client.scopes)?;
-    let user = verify_login(state, username, password).await?;
+    let user = check_login(state, username, password).await?;
     let family_id = uuid::Uuid::new_v4().to_string();
     issue_for_user(state, client, &user, &scope, &family_id, None).await
 }

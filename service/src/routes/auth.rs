@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::{self, NewRefresh, Rotation, User};
 use crate::app::AppState;
+use crate::ephemeral::ceil_secs;
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, Bearer};
-use crate::passwords;
 use crate::routes::users::Profile;
 use crate::tokens::{Grant, digest, random_token};
+use crate::{limits, passwords};
 
 /// The `client_id` of tokens issued by `/auth/login` and `/auth/refresh`: Latchkey's own
 /// first-party API rather than a registered OAuth client.
@@ -156,28 +157,75 @@ async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<TokenResponse> {
-    let user = verify_login(&state, &req.username, req.password).await?;
+    let user = check_login(&state, &req.username, req.password).await?;
     let family_id = uuid::Uuid::new_v4().to_string();
     start_session(&state, &user.id, &family_id).await
 }
 
 /// Checks a username (or email) and password: the one place every login path (this API,
 /// the password grant, the login page) goes through. An unknown user is verified against
-/// a dummy hash: same answer, same time.
+/// a dummy hash: same answer, same time. A locked account answers
+/// [`Error::InvalidCredentials`] here; [`check_login`] tells the lockout apart.
 pub async fn verify_login(state: &AppState, login: &str, password: String) -> Result<User> {
+    check_login(state, login, password)
+        .await
+        .map_err(|err| match err {
+            Error::LockedOut { .. } => Error::InvalidCredentials,
+            other => other,
+        })
+}
+
+/// [`verify_login`], but a locked account is [`Error::LockedOut`] (the same 401 body,
+/// plus `Retry-After`), and too many attempts on one username are
+/// [`Error::RateLimited`].
+///
+/// Failures are counted per normalized username, whether or not such a user exists, so
+/// lockout reveals nothing about which accounts exist. While locked the password is not
+/// checked at all, but the dummy hash is still verified so the answer takes as long.
+pub async fn check_login(state: &AppState, login: &str, password: String) -> Result<User> {
     if password.len() > MAX_LOGIN_PASSWORD_BYTES || login.len() > 254 {
         return Err(Error::InvalidCredentials);
     }
+    // The account's username when it exists, so its username and its email share one
+    // count; otherwise what was typed, so unknown names are counted the same way.
     let user = accounts::find_by_login(&state.db, login).await?;
+    let key = accounts::normalize(user.as_ref().map_or(login, |u| u.username.as_str()));
+    limits::check_account(state, &key).await?;
+    let policy = state.settings.lockout;
+    if policy.enabled()
+        && let Some(ms) = state.ephemeral.locked_for(&key, now_ms()).await?
+    {
+        state.hasher.verify(password, None).await?;
+        metrics::counter!("latchkey_logins_total", "result" => "locked").increment(1);
+        return Err(Error::LockedOut {
+            retry_after: ceil_secs(ms).unsigned_abs().max(1),
+        });
+    }
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let matched = state.hasher.verify(password, stored).await?;
     let user = match user {
         Some(user) if matched => user,
         _ => {
             metrics::counter!("latchkey_logins_total", "result" => "failure").increment(1);
+            if policy.enabled()
+                && let Some(ms) = state
+                    .ephemeral
+                    .record_login_failure(&key, &policy, now_ms())
+                    .await?
+            {
+                // No username: it may be a password typed into the wrong field.
+                tracing::warn!(locked_for_ms = ms, "too many failed logins: account locked");
+                metrics::counter!("latchkey_lockouts_total").increment(1);
+                return Err(Error::LockedOut {
+                    retry_after: ceil_secs(ms).unsigned_abs().max(1),
+                });
+            }
             return Err(Error::InvalidCredentials);
         }
     };
+    if policy.enabled() {
+        state.ephemeral.clear_login_failures(&key).await?;
+    }
     if !user.is_active {
         metrics::counter!("latchkey_logins_total", "result" => "disabled").increment(1);
         return Err(Error::AccountDisabled);

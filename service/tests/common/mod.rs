@@ -60,6 +60,8 @@ pub struct TestServer {
     pub backend: Backend,
     pub keys_dir: PathBuf,
     pub database_url: String,
+    /// The Redis URL and key prefix (PostgreSQL backend), so a replica can share them.
+    pub redis: Option<(String, String)>,
     /// A second handle on the service's database, for asserting what was stored.
     pub db: Db,
     _dir: tempfile::TempDir,
@@ -107,26 +109,58 @@ pub fn redis_url() -> String {
     )
 }
 
+/// What a server shares with others (PostgreSQL backend): its database, its Redis and
+/// its key prefix. `None` fields get fresh ones.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: Option<String>,
+}
+
 impl TestServer {
     pub async fn start(backend: Backend) -> Self {
         Self::start_with(backend, &[]).await
     }
 
+    /// A second replica of this (PostgreSQL) server: the same database, the same Redis
+    /// and the same key prefix, with its own listener, keys and in-process state.
+    pub async fn start_replica(&self, extra: &[&str]) -> Self {
+        assert_eq!(
+            self.backend,
+            Backend::Postgres,
+            "replicas share PostgreSQL + Redis"
+        );
+        let (redis_url, prefix) = self.redis.clone().expect("a PostgreSQL server has Redis");
+        let shared = Shared {
+            database_url: Some(self.database_url.clone()),
+            redis_url: Some(redis_url),
+            redis_prefix: Some(prefix),
+        };
+        Self::start_shared(extra, shared).await
+    }
+
+    /// A PostgreSQL server with what `shared` names (e.g. a Redis of the test's own).
+    pub async fn start_shared(extra: &[&str], shared: Shared) -> Self {
+        Self::start_on(Backend::Postgres, extra, None, shared).await
+    }
+
     /// Starts a server whose issuer is its own address, for clients that discover it.
     pub async fn start_with_issuer(backend: Backend) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        Self::start_on(backend, &[], Some(listener)).await
+        Self::start_on(backend, &[], Some(listener), Shared::default()).await
     }
 
     /// Starts a server; `extra` are further command-line flags (`--flag`, `value`).
     pub async fn start_with(backend: Backend, extra: &[&str]) -> Self {
-        Self::start_on(backend, extra, None).await
+        Self::start_on(backend, extra, None, Shared::default()).await
     }
 
     async fn start_on(
         backend: Backend,
         extra: &[&str],
         listener: Option<std::net::TcpListener>,
+        shared: Shared,
     ) -> Self {
         // Server logs go to the test's captured output, shown when it fails.
         let _ = tracing_subscriber::fmt()
@@ -150,21 +184,30 @@ impl TestServer {
             "--log".into(),
             "warn".into(),
         ];
+        let mut redis = None;
         let database_url = match backend {
             Backend::Sqlite => format!(
                 "sqlite://{}?mode=rwc",
                 data_dir.join("latchkey.db").display()
             ),
             Backend::Postgres => {
-                let url = fresh_postgres_database().await;
+                let url = match shared.database_url {
+                    Some(url) => url,
+                    None => fresh_postgres_database().await,
+                };
+                let redis_url = shared.redis_url.unwrap_or_else(redis_url);
+                let prefix = shared
+                    .redis_prefix
+                    .unwrap_or_else(|| format!("test:{}:", random_suffix()));
                 args.extend([
                     "--database-url".into(),
                     url.clone(),
                     "--redis-url".into(),
-                    redis_url(),
+                    redis_url.clone(),
                     "--redis-prefix".into(),
-                    format!("test:{}:", random_suffix()),
+                    prefix.clone(),
                 ]);
+                redis = Some((redis_url, prefix));
                 url
             }
         };
@@ -205,6 +248,7 @@ impl TestServer {
             backend,
             keys_dir,
             database_url,
+            redis,
             db,
             _dir: dir,
             shutdown: Some(tx),
