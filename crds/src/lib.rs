@@ -3,23 +3,28 @@
 //! # Layout
 //! - [`oauthclient`]: `OAuthClient` — an OAuth 2.0 client, reconciled into a database row
 //!   and a Secret by the operator.
+//! - [`signingkey`]: `SigningKey` — a rotating set of token-signing keys, kept by the
+//!   operator in a Secret (private halves) and the `signing_keys` table (public halves).
 //! - [`duration`]: the duration format of the spec's lifetimes (`900`, `15m`, `14d`), the
 //!   same one the service's configuration uses.
 //!
 //! The CRD YAML in `charts/latchkey/crds/` is generated from these types by
 //! `cargo run -p latchkey-crds --bin crdgen`; a test fails when the committed files differ
-//! from what the types produce. A further kind (the `SigningKey` of the key-rotation
-//! work) is a new module plus one line in [`crds`].
+//! from what the types produce. A further kind is a new module plus one line in [`crds`].
 //!
 //! This crate holds types and pure helpers only: no client, no I/O beyond rendering YAML.
 #![forbid(unsafe_code)]
 
 pub mod duration;
 pub mod oauthclient;
+pub mod signingkey;
 
 pub use oauthclient::{
     GrantType, OAuthClient, OAuthClientSpec, OAuthClientStatus, SecretRotation,
     TokenEndpointAuthMethod,
+};
+pub use signingkey::{
+    Algorithm, KeyPhase, KeyStatus, SigningKey, SigningKeySpec, SigningKeyStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -30,7 +35,7 @@ pub const GROUP: &str = "latchkey.dev";
 
 /// Every CRD Latchkey defines.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![OAuthClient::crd()]
+    vec![OAuthClient::crd(), SigningKey::crd()]
 }
 
 /// The files `crdgen` writes into the chart's `crds/` folder: `(file name, content)`.

@@ -42,10 +42,15 @@ fn chart_holds_no_crd_the_types_do_not_define() {
 #[test]
 fn every_spec_field_is_documented() {
     // `kubectl explain oauthclient.spec.<field>` shows these descriptions.
-    let crd = serde_json::to_value(&latchkey_crds::crds()[0]).expect("json");
-    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut missing = Vec::new();
-    walk(schema, "", &mut missing);
+    for crd in latchkey_crds::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let crd = serde_json::to_value(&crd).expect("json");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut here = Vec::new();
+        walk(schema, "", &mut here);
+        missing.extend(here.into_iter().map(|field| format!("{name}:{field}")));
+    }
     assert!(
         missing.is_empty(),
         "fields without a description: {missing:?}"

@@ -52,6 +52,29 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_OPERATOR_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Elect a leader among operator replicas over a coordination.k8s.io/v1 Lease: only
+    /// the holder reconciles. Turn off only when exactly one replica can ever run.
+    #[arg(long, env = "LATCHKEY_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "LATCHKEY_OPERATOR_LEASE_NAME",
+        default_value = "latchkey-operator"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease: the operator's own (set POD_NAMESPACE from the downward
+    /// API). Defaults to the watched namespace, or "default".
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a leader that stopped renewing keeps the Lease: the longest failover time.
+    /// It renews every third of it. Seconds or a number with a unit s, m, h, d.
+    #[arg(long, env = "LATCHKEY_OPERATOR_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
     /// Log format: json (one object per line) or text.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -113,6 +136,9 @@ impl Config {
                 ));
             }
         }
+        if self.lease_duration < Duration::from_secs(2) {
+            problems.push("LATCHKEY_OPERATOR_LEASE_DURATION: must be at least 2s".to_owned());
+        }
         if self.resync_interval < Duration::from_secs(1) {
             problems.push("LATCHKEY_OPERATOR_RESYNC: must be at least 1s".to_owned());
         }
@@ -121,6 +147,33 @@ impl Config {
         } else {
             Err(problems)
         }
+    }
+
+    /// The leader election's settings; `None` when it is turned off. The identity is
+    /// POD_NAME (the downward API) or the host name, plus the process id, the time and a
+    /// random number, so two processes never share one.
+    pub fn election(&self) -> Option<crate::leader::Settings> {
+        if !self.leader_election {
+            return None;
+        }
+        let base = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "latchkey-operator".to_owned());
+        Some(crate::leader::Settings {
+            namespace: self
+                .lease_namespace
+                .clone()
+                .or_else(|| self.namespace.clone())
+                .unwrap_or_else(|| "default".to_owned()),
+            name: self.lease_name.clone(),
+            // The key directory's stamp: the time and a random number.
+            identity: format!(
+                "{base}_{}_{}",
+                std::process::id(),
+                latchkey_store::keydir::new_stamp()
+            ),
+            lease: self.lease_duration,
+        })
     }
 
     /// What reconciles need from the configuration.

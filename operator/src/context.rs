@@ -6,7 +6,6 @@ use std::sync::Mutex;
 
 use kube::Resource;
 use kube::runtime::events::{Event, Recorder, Reporter};
-use latchkey_crds::OAuthClient;
 use latchkey_store::Db;
 
 use crate::plan::Settings;
@@ -45,7 +44,7 @@ impl Context {
     }
 
     /// Publishes an Event about `obj`. Best effort: a failure is logged, never fatal.
-    pub async fn publish(&self, obj: &OAuthClient, event: Event) {
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, event: Event) {
         let reference = obj.object_ref(&());
         if let Err(e) = self.recorder.publish(&event, &reference).await {
             tracing::warn!(error = %e, reason = %event.reason, "publishing an Event failed");

@@ -1,5 +1,6 @@
 //! The Latchkey operator: turns `OAuthClient` resources into rows of Latchkey's
-//! database and Secrets with each client's credentials.
+//! database and Secrets with each client's credentials, and `SigningKey` resources into
+//! rotating signing keys (private halves in a Secret, public halves in the database).
 //!
 //! # Layout
 //! - [`config`]: the clap configuration (flags and environment).
@@ -7,6 +8,12 @@
 //!   database hold, and the time — unit-tested without a cluster.
 //! - [`oauthclient`]: the controller: reads the world, asks `plan`, writes the row, the
 //!   Secret, the status and Events, in a crash-safe order.
+//! - [`rotation`]: the signing-key life cycle (Next → Active → Retired → deleted) as pure
+//!   functions of the recorded keys, the manual actions and the time.
+//! - [`signingkey`]: the SigningKey controller: writes the Secret, the `signing_keys`
+//!   rows, the status and Events so that a key's private half is in the Secret before
+//!   its row is Active, and requeues at the next transition.
+//! - [`leader`]: leader election over a Lease; only the holder runs the controllers.
 //! - [`context`]: what reconciles share (clients, settings, Event recorder, back-off).
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
 //!
@@ -17,15 +24,24 @@
 //!                                                                    ├─► oauth_clients row (digest)
 //!                                                                    ├─► Secret <name>-oauth
 //!                                                                    └─► status, Events
+//! SigningKey  ──watch──► signingkey::reconcile  ──finalizer()──► apply / cleanup
+//!                                  │                                 │
+//!                                  └── rotation::* (pure) ◄──────────┘
+//!                                                                    ├─► Secret <name>-signing-keys (<kid>.pem)
+//!                                                                    ├─► signing_keys rows (public JWK, state)
+//!                                                                    └─► status, Events; requeue at the next transition
 //! ```
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod context;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod oauthclient;
 pub mod plan;
+pub mod rotation;
+pub mod signingkey;
 
 use std::sync::Arc;
 
@@ -45,9 +61,11 @@ pub enum Error {
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error(
-        "cannot list OAuthClients ({0}): is the CRD installed (kubectl apply -f charts/latchkey/crds/) and may this account list them?"
+        "cannot list {0} ({1}): is the CRD installed (kubectl apply -f charts/latchkey/crds/) and may this account list them?"
     )]
-    CrdUnavailable(#[source] kube::Error),
+    CrdUnavailable(&'static str, #[source] kube::Error),
+    #[error("leadership lost: another replica reconciles now")]
+    LostLeadership,
     #[error("kubernetes client configuration: {0}")]
     KubeConfig(#[from] kube::config::InferConfigError),
     #[error("listening on {addr}: {source}")]
@@ -65,9 +83,10 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::MissingField(_) => "missing_field",
-            Self::Kube(_) | Self::CrdUnavailable(_) | Self::KubeConfig(_) => "kubernetes",
+            Self::Kube(_) | Self::CrdUnavailable(..) | Self::KubeConfig(_) => "kubernetes",
             Self::Store(_) => "database",
             Self::Listen { .. } => "listen",
+            Self::LostLeadership => "leader_election",
             Self::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
@@ -94,6 +113,7 @@ pub async fn run(
         config.namespace.clone(),
     ));
     oauthclient::check_crd(&ctx).await?;
+    signingkey::check_crd(&ctx).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -117,17 +137,57 @@ pub async fn run(
             })
             .await;
     });
-    let mut controller_stop = stop_rx;
-    let controller = oauthclient::run(ctx, async move {
-        let _ = controller_stop.wait_for(|stop| *stop).await;
+    tokio::pin!(shutdown);
+    let election = config.election().map(|settings| {
+        let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+            kube::Api::namespaced(ctx.client.clone(), &settings.namespace);
+        (api, settings)
     });
-    tokio::select! {
-        () = controller => {}
-        () = shutdown => {
-            tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
+    if let Some((api, settings)) = &election {
+        tracing::info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "waiting for leadership");
+        tokio::select! {
+            result = leader::acquire(api, settings) => result?,
+            () = &mut shutdown => {
+                tracing::info!("shutting down");
+                let _ = stop_tx.send(true);
+                let _ = server.await;
+                return Ok(());
+            }
         }
     }
+    let lost = async {
+        match &election {
+            Some((api, settings)) => leader::hold(api, settings).await,
+            None => std::future::pending().await,
+        }
+    };
+
+    let mut clients_stop = stop_rx.clone();
+    let mut keys_stop = stop_rx;
+    let controllers = futures::future::join(
+        oauthclient::run(ctx.clone(), async move {
+            let _ = clients_stop.wait_for(|stop| *stop).await;
+        }),
+        signingkey::run(ctx, async move {
+            let _ = keys_stop.wait_for(|stop| *stop).await;
+        }),
+    );
+    let mut result = Ok(());
+    tokio::select! {
+        _ = controllers => {}
+        () = &mut shutdown => {
+            tracing::info!("shutting down");
+        }
+        () = lost => {
+            result = Err(Error::LostLeadership);
+        }
+    }
+    let _ = stop_tx.send(true);
+    if result.is_ok()
+        && let Some((api, settings)) = &election
+    {
+        leader::release(api, settings).await;
+    }
     let _ = server.await;
-    Ok(())
+    result
 }

@@ -67,7 +67,7 @@ pub async fn check_crd(ctx: &Context) -> Result<()> {
     api.list(&ListParams::default().limit(1))
         .await
         .map(|_| ())
-        .map_err(Error::CrdUnavailable)
+        .map_err(|e| Error::CrdUnavailable("OAuthClients", e))
 }
 
 async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Action> {
@@ -91,7 +91,7 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Action> {
         Err(e) => {
             tracing::warn!(object = %key, error = %e, "reconcile failed");
             ctx.publish(
-                &obj,
+                obj.as_ref(),
                 KubeEvent {
                     type_: EventType::Warning,
                     reason: "ReconcileFailed".into(),

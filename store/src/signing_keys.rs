@@ -67,31 +67,79 @@ pub async fn published(db: &Db, now: i64) -> Result<Vec<SigningKeyRow>> {
     .bind(now)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            let kid: String = row.try_get("kid")?;
-            let jwk_text: String = row.try_get("public_jwk")?;
-            let jwk: PublicJwk = serde_json::from_str(&jwk_text)
-                .map_err(|e| Error::Corrupt(format!("public_jwk of {kid}: {e}")))?;
-            if jwk.kid != kid {
-                return Err(Error::Corrupt(format!(
-                    "public_jwk of {kid} names {}",
-                    jwk.kid
-                )));
-            }
-            let state: String = row.try_get("state")?;
-            Ok(SigningKeyRow {
-                algorithm: row.try_get("algorithm")?,
-                jwk,
-                state: KeyState::parse(&state)?,
-                created_at: row.try_get("created_at")?,
-                activated_at: row.try_get("activated_at")?,
-                retired_at: row.try_get("retired_at")?,
-                expires_at: row.try_get("expires_at")?,
-                kid,
-            })
-        })
-        .collect()
+    rows.iter().map(parse_row).collect()
+}
+
+fn parse_row(row: &sqlx::any::AnyRow) -> Result<SigningKeyRow> {
+    let kid: String = row.try_get("kid")?;
+    let jwk_text: String = row.try_get("public_jwk")?;
+    let jwk: PublicJwk = serde_json::from_str(&jwk_text)
+        .map_err(|e| Error::Corrupt(format!("public_jwk of {kid}: {e}")))?;
+    if jwk.kid != kid {
+        return Err(Error::Corrupt(format!(
+            "public_jwk of {kid} names {}",
+            jwk.kid
+        )));
+    }
+    let state: String = row.try_get("state")?;
+    Ok(SigningKeyRow {
+        algorithm: row.try_get("algorithm")?,
+        jwk,
+        state: KeyState::parse(&state)?,
+        created_at: row.try_get("created_at")?,
+        activated_at: row.try_get("activated_at")?,
+        retired_at: row.try_get("retired_at")?,
+        expires_at: row.try_get("expires_at")?,
+        kid,
+    })
+}
+
+/// The row of `kid`, whatever its state or expiry.
+pub async fn get(db: &Db, kid: &str) -> Result<Option<SigningKeyRow>> {
+    let row = sqlx::query(
+        "SELECT kid, algorithm, public_jwk, state, created_at, activated_at, retired_at, expires_at \
+         FROM signing_keys WHERE kid = $1",
+    )
+    .bind(kid)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(parse_row).transpose()
+}
+
+/// Writes `row` (insert, or overwrite state and times of the same `kid`). Used by the
+/// operator, which owns the rows of its `SigningKey`s; idempotent.
+pub async fn upsert(db: &Db, row: &SigningKeyRow) -> Result<()> {
+    let jwk_text = serde_json::to_string(&row.jwk).map_err(|e| Error::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO signing_keys \
+             (kid, algorithm, public_jwk, state, created_at, activated_at, retired_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (kid) DO UPDATE SET algorithm = excluded.algorithm, \
+             public_jwk = excluded.public_jwk, state = excluded.state, \
+             created_at = excluded.created_at, activated_at = excluded.activated_at, \
+             retired_at = excluded.retired_at, expires_at = excluded.expires_at",
+    )
+    .bind(&row.kid)
+    .bind(&row.algorithm)
+    .bind(jwk_text)
+    .bind(row.state.as_str())
+    .bind(row.created_at)
+    .bind(row.activated_at)
+    .bind(row.retired_at)
+    .bind(row.expires_at)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Deletes the row of `kid`: the key leaves JWKS at every replica's next reload. Returns
+/// whether a row was deleted.
+pub async fn delete(db: &Db, kid: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+        .bind(kid)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Publishes `jwk` as an Active key unless its `kid` is already known (whatever its

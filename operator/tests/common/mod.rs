@@ -102,11 +102,22 @@ impl Env {
 
     /// Starts the operator binary and waits until `/healthz` answers.
     pub async fn start_operator(&mut self) {
+        let addr = self.operator_addr.clone();
+        let op = self.spawn_operator(&addr).await;
+        self.operator = Some(op);
+    }
+
+    /// Starts one more operator process listening on `addr` (leader election decides
+    /// which one reconciles) and waits until its `/healthz` answers.
+    pub async fn spawn_operator(&mut self, addr: &str) -> ChildProcess {
         let mut args = vec![
             "--listen".to_owned(),
-            self.operator_addr.clone(),
+            addr.to_owned(),
             "--resync-interval".to_owned(),
             "1s".to_owned(),
+            // A killed operator's successor waits at most this long for the Lease.
+            "--lease-duration".to_owned(),
+            "2s".to_owned(),
             "--log-format".to_owned(),
             "text".to_owned(),
             "--log".to_owned(),
@@ -118,7 +129,7 @@ impl Env {
             .dir
             .path()
             .join(format!("operator-{}.log", self.restarts));
-        let op = ChildProcess::spawn(
+        let mut op = ChildProcess::spawn(
             "latchkey-operator",
             Path::new(env!("CARGO_BIN_EXE_latchkey-operator")),
             &args,
@@ -131,19 +142,16 @@ impl Env {
             log,
         )
         .expect("operator starts");
-        self.operator = Some(op);
-        let url = format!("http://{}/healthz", self.operator_addr);
+        let url = format!("http://{addr}/healthz");
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Some(op) = self.operator.as_mut()
-                && let Some(status) = op.exited()
-            {
+            if let Some(status) = op.exited() {
                 panic!("operator exited with {status}:\n{}", op.log_tail(40));
             }
             if let Ok(r) = self.http.get(&url).send().await
                 && r.status().is_success()
             {
-                return;
+                return op;
             }
             assert!(
                 Instant::now() < deadline,

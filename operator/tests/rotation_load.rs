@@ -1,0 +1,295 @@
+//! Rotation under load: the operator rotates a `SigningKey` every few seconds while three
+//! Latchkey service replicas share one PostgreSQL database. Each replica reads its keys
+//! from its own directory, refreshed from the Secret by this test the way the kubelet
+//! does (atomic `..data` swap), each after a different delay. A client gets tokens
+//! round-robin from the replicas and verifies every one against the JWKS of a *different*
+//! replica and by introspection at the third. Not one verification may fail, and the kids
+//! seen prove the rotations happened.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use common::{Env, ISSUER, eventually, example, secret_value};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use latchkey::app::App;
+use latchkey::config::Config;
+use latchkey_store::keydir::{self, KeyFile};
+use serde_json::Value;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    config: Config,
+}
+
+const SECRET: &str = "signing-keys";
+/// How late each replica's "kubelet" delivers a Secret change.
+const DELAYS_MS: [u64; 3] = [0, 400, 1_200];
+
+async fn start_replica(
+    env: &Env,
+    data_dir: &std::path::Path,
+    keys_dir: &std::path::Path,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let args = [
+        "latchkey",
+        "--issuer",
+        ISSUER,
+        "--database-url",
+        &env.database_url,
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--keys-dir",
+        &keys_dir.display().to_string(),
+        "--manage-keys",
+        "false",
+        "--keys-reload-interval",
+        "1s",
+        "--jwks-max-age",
+        "1s",
+        // One client hammers the token endpoint on purpose.
+        "--rate-limiting-default",
+        "off",
+        "--rate-limiting-client",
+        "off",
+        "--log",
+        "warn",
+    ];
+    let config = Args::try_parse_from(args).expect("config").config;
+    let app = App::build(&config).await.expect("service starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = app
+            .serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (base, tx)
+}
+
+/// The PEM files of the Secret, as the kubelet would project them.
+async fn secret_files(env: &Env) -> Option<Vec<KeyFile>> {
+    let secret = env.secret(SECRET).await?;
+    let mut files: Vec<KeyFile> = secret
+        .data?
+        .into_iter()
+        .map(|(name, value)| KeyFile {
+            name,
+            contents: value.0,
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(files)
+}
+
+/// A kubelet stand-in: polls the Secret and projects each new version into `dir`
+/// `delay` after it appeared, in order.
+async fn kubelet(env_client: kube::Client, dir: PathBuf, delay: Duration) {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(env_client, common::NS);
+    let mut last: Option<Vec<KeyFile>> = None;
+    loop {
+        if let Ok(Some(secret)) = secrets.get_opt(SECRET).await {
+            let mut files: Vec<KeyFile> = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| KeyFile {
+                    name,
+                    contents: value.0,
+                })
+                .collect();
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+            if last.as_ref() != Some(&files) {
+                let dir = dir.clone();
+                let snapshot = files.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        keydir::write_atomic(&dir, &snapshot, &keydir::new_stamp())
+                    })
+                    .await;
+                });
+                last = Some(files);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn header_kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("JWT header")
+        .kid
+        .expect("kid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_rotate_keys_without_a_failed_verification() {
+    let env = Env::start(&[]).await;
+    env.kubectl(&[
+        "apply",
+        "-n",
+        common::NS,
+        "-f",
+        &example("oauthclient-service.yaml"),
+    ])
+    .await
+    .ok();
+    // Rotate every 6 s; publish 3 s ahead (> the slowest replica's 1.2 s + its 1 s
+    // reload); keep retired keys 10 s (tokens here are verified within a second of issue,
+    // and a replica may sign with a retired key until its next reload).
+    env.apply_yaml(&format!(
+        "apiVersion: latchkey.dev/v1alpha1
+kind: SigningKey
+metadata:
+  name: latchkey
+spec:
+  rotationInterval: 6s
+  prePublish: 3s
+  retainAfterRetire: 10s
+  secretName: {SECRET}
+"
+    ))
+    .await
+    .ok();
+    let initial = eventually("the signing-key Secret", || async {
+        secret_files(&env).await.filter(|f| !f.is_empty())
+    })
+    .await;
+    let secret = eventually("client credentials", || async {
+        env.secret("reports-oauth").await
+    })
+    .await;
+    let client_id = secret_value(&secret, "client_id").expect("client_id");
+    let client_secret = secret_value(&secret, "client_secret").expect("client_secret");
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut replicas = Vec::new();
+    for (i, delay) in DELAYS_MS.into_iter().enumerate() {
+        let keys_dir = root.path().join(format!("keys-{i}"));
+        keydir::write_atomic(&keys_dir, &initial, &keydir::new_stamp()).expect("initial keys");
+        tokio::spawn(kubelet(
+            env.client.clone(),
+            keys_dir.clone(),
+            Duration::from_millis(delay),
+        ));
+        let data_dir = root.path().join(format!("data-{i}"));
+        replicas.push(start_replica(&env, &data_dir, &keys_dir).await);
+    }
+    let bases: Vec<String> = replicas.iter().map(|(b, _)| b.clone()).collect();
+
+    let mut issued = 0u32;
+    let mut failures: Vec<String> = Vec::new();
+    let mut kids: BTreeMap<String, u32> = BTreeMap::new();
+    let mut jwks_cache: BTreeMap<(usize, String), DecodingKey> = BTreeMap::new();
+    let started = Instant::now();
+    let mut i = 0usize;
+    while started.elapsed() < Duration::from_secs(26) {
+        let (issuer, verifier, introspector) = (i % 3, (i + 1) % 3, (i + 2) % 3);
+        i += 1;
+        let response = env
+            .http
+            .post(format!("{}/oauth/token", bases[issuer]))
+            .basic_auth(&client_id, Some(&client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token request");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let Some(token) = body["access_token"]
+            .as_str()
+            .filter(|_| status.is_success())
+        else {
+            failures.push(format!("replica {issuer}: token request {status}: {body}"));
+            continue;
+        };
+        issued += 1;
+        let kid = header_kid(token);
+        *kids.entry(kid.clone()).or_default() += 1;
+
+        // JWKS of another replica: fetched again whenever the kid is not cached, as a
+        // resource server would.
+        if !jwks_cache.contains_key(&(verifier, kid.clone())) {
+            let jwks: Value = env
+                .http
+                .get(format!("{}/.well-known/jwks.json", bases[verifier]))
+                .send()
+                .await
+                .expect("jwks")
+                .json()
+                .await
+                .expect("jwks json");
+            for key in jwks["keys"].as_array().into_iter().flatten() {
+                if let (Some(k), Some(n), Some(e)) =
+                    (key["kid"].as_str(), key["n"].as_str(), key["e"].as_str())
+                    && let Ok(decoding) = DecodingKey::from_rsa_components(n, e)
+                {
+                    jwks_cache.insert((verifier, k.to_owned()), decoding);
+                }
+            }
+        }
+        match jwks_cache.get(&(verifier, kid.clone())) {
+            None => failures.push(format!(
+                "replica {verifier}'s JWKS lacks {kid} (signed by replica {issuer})"
+            )),
+            Some(key) => {
+                let mut validation = Validation::new(Algorithm::RS256);
+                validation.set_issuer(&[ISSUER]);
+                validation.set_audience(&["https://api.example.com"]);
+                if let Err(e) = jsonwebtoken::decode::<Value>(token, key, &validation) {
+                    failures.push(format!("replica {verifier} JWKS: {kid}: {e}"));
+                }
+            }
+        }
+        let introspection: Value = env
+            .http
+            .post(format!("{}/oauth/introspect", bases[introspector]))
+            .basic_auth(&client_id, Some(&client_secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspect")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        if introspection["active"] != Value::Bool(true) {
+            failures.push(format!(
+                "replica {introspector} introspection of {kid}: {introspection}"
+            ));
+        }
+    }
+    let took = started.elapsed();
+    let sk = env
+        .kubectl(&["get", "sk", "latchkey", "-n", common::NS, "-o", "name"])
+        .await
+        .ok();
+    eprintln!(
+        "{issued} tokens in {took:?} across {} replicas; kids seen: {kids:?}; failures: {}",
+        bases.len(),
+        failures.len()
+    );
+    assert!(sk.contains("latchkey"), "{sk}");
+    assert!(
+        failures.is_empty(),
+        "{} failed verifications, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let distinct: BTreeSet<&String> = kids.keys().collect();
+    assert!(
+        distinct.len() >= 4,
+        "at least three rotations seen in the tokens' kids: {kids:?}"
+    );
+    assert!(issued > 100, "only {issued} tokens");
+}
