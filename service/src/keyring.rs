@@ -179,16 +179,12 @@ impl KeyRing {
                 }
             }
         }
-        let active: Vec<_> = published
-            .iter()
-            .filter(|row| row.state == KeyState::Active)
-            .collect();
-        let signing = active
-            .iter()
-            .find_map(|row| state.held.get(&row.kid).cloned());
-        let fallback = match (&signing, active.first()) {
+        let signing = choose_signer(&published, &state.held);
+        let newest_active = published.iter().find(|row| row.state == KeyState::Active);
+        let fallback = match (&signing, newest_active) {
             (Some(key), Some(newest)) => key.kid() != newest.kid,
-            _ => false,
+            (Some(_), None) => true,
+            (None, _) => false,
         };
         metrics::gauge!("latchkey_signing_key_fallback").set(if fallback { 1.0 } else { 0.0 });
         metrics::gauge!("latchkey_signing_keys_published").set(verifiers.len() as f64);
@@ -236,6 +232,24 @@ impl KeyRing {
     }
 }
 
+/// The key to sign with: the newest Active key whose private half is held; failing
+/// that, the most recent Retired key still held. The second case is a replica whose
+/// kubelet has not yet delivered the Secret in which a new key became Active and the
+/// old one was retired: its directory still holds the old key, which every verifier
+/// accepts until `retainAfterRetire`, so it keeps signing with it instead of failing.
+fn choose_signer(
+    published: &[signing_keys::SigningKeyRow],
+    held: &HashMap<String, Arc<KeyPair>>,
+) -> Option<Arc<KeyPair>> {
+    let held_in = |state: KeyState| {
+        published
+            .iter()
+            .filter(move |row| row.state == state)
+            .find_map(|row| held.get(&row.kid).cloned())
+    };
+    held_in(KeyState::Active).or_else(|| held_in(KeyState::Retired))
+}
+
 /// Reads the directory; when managing keys and it holds none, generates one first.
 fn read_or_generate(
     dir: &std::path::Path,
@@ -273,4 +287,54 @@ fn parse_all(files: &[KeyFile]) -> HashMap<String, Arc<KeyPair>> {
         }
     }
     held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_store::signing_keys::SigningKeyRow;
+
+    fn row(key: &KeyPair, state: KeyState, activated_at: i64) -> SigningKeyRow {
+        SigningKeyRow {
+            kid: key.kid().to_owned(),
+            algorithm: "RS256".into(),
+            jwk: key.jwk().clone(),
+            state,
+            created_at: activated_at,
+            activated_at: Some(activated_at),
+            retired_at: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn signer_falls_back_to_a_held_retired_key() {
+        let old = Arc::new(KeyPair::generate(2048).expect("key"));
+        let new = Arc::new(KeyPair::generate(2048).expect("key"));
+        // Ordered as `signing_keys::published` returns them: Active first, then Retired.
+        let published = vec![
+            row(&new, KeyState::Active, 2),
+            row(&old, KeyState::Retired, 1),
+        ];
+        let only_old: HashMap<_, _> = [(old.kid().to_owned(), old.clone())].into();
+        let both: HashMap<_, _> = [
+            (old.kid().to_owned(), old.clone()),
+            (new.kid().to_owned(), new.clone()),
+        ]
+        .into();
+
+        let kid = |signer: Option<Arc<KeyPair>>| signer.map(|k| k.kid().to_owned());
+        assert_eq!(
+            kid(choose_signer(&published, &both)),
+            Some(new.kid().to_owned())
+        );
+        assert_eq!(
+            kid(choose_signer(&published, &only_old)),
+            Some(old.kid().to_owned())
+        );
+        assert_eq!(kid(choose_signer(&published, &HashMap::new())), None);
+        // A Next key never signs.
+        let next_only = vec![row(&new, KeyState::Next, 2)];
+        assert_eq!(kid(choose_signer(&next_only, &both)), None);
+    }
 }
