@@ -287,3 +287,54 @@ pub async fn revoke_family(db: &Db, family_id: &str, now: i64) -> Result<u64> {
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Marks the user's email address as confirmed.
+pub async fn set_email_verified<'e, E>(executor: E, user_id: &str, now: i64) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("UPDATE users SET email_verified = $1, updated_at = $2 WHERE id = $3")
+        .bind(true)
+        .bind(now)
+        .bind(user_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the user's password hash.
+pub async fn set_password<'e, E>(executor: E, user_id: &str, hash: &str, now: i64) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Revokes every live refresh token of the user (of every client), except those of
+/// the family `keep` (the session that asked); returns how many were revoked.
+pub async fn revoke_user_refresh<'e, E>(
+    executor: E,
+    user_id: &str,
+    keep: Option<&str>,
+    now: i64,
+) -> Result<u64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let done = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 \
+         WHERE user_id = $2 AND revoked_at IS NULL AND family_id <> $3",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(keep.unwrap_or(""))
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -25,6 +25,7 @@ use crate::ephemeral::{Ephemeral, LockoutPolicy};
 use crate::error::Error;
 use crate::keyring::KeyRing;
 use crate::limits::{self, Limits};
+use crate::mail::Mailer;
 use crate::passwords::{Hasher, Policy};
 use crate::routes;
 use crate::telemetry;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
+    pub mailer: Mailer,
 }
 
 /// The configuration values handlers read, resolved once.
@@ -58,6 +60,10 @@ pub struct Settings {
     pub jwks_max_age: Duration,
     pub redis_configured: bool,
     pub lockout: LockoutPolicy,
+    /// New accounts cannot log in before following the emailed link.
+    pub require_email_verification: bool,
+    pub email_verification_ttl: Duration,
+    pub password_reset_ttl: Duration,
 }
 
 /// A built service: its router and the background work it owns.
@@ -113,6 +119,11 @@ impl App {
         );
         let hasher = Hasher::new(config.password_hash_concurrency()).await?;
         let policy = Policy::from_config(config)?;
+        let mailer = Mailer::new(
+            config.smtp_url.as_deref(),
+            &config.mail_from,
+            config.outbox_dir(),
+        )?;
 
         if config.is_development() {
             tracing::warn!(
@@ -146,10 +157,14 @@ impl App {
                     duration: config.lockout_duration,
                     max_duration: config.lockout_max_duration,
                 },
+                require_email_verification: config.require_email_verification(),
+                email_verification_ttl: config.email_verification_ttl,
+                password_reset_ttl: config.password_reset_ttl,
             }),
             limits: Arc::new(Limits::from_config(config)),
             ephemeral,
             metrics,
+            mailer,
         };
         let router = router(state.clone(), config);
         Ok(Self {
@@ -191,6 +206,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(routes::meta::router())
         .merge(routes::wellknown::router())
         .merge(routes::auth::router())
+        .merge(routes::email::router())
         .merge(routes::users::router())
         .merge(routes::admin::router())
         .merge(crate::oauth::router())

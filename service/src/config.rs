@@ -162,6 +162,34 @@ pub struct Config {
     #[arg(long = "account-lockout-max-duration", env = "ACCOUNT_LOCKOUT_MAX_DURATION", default_value = "24h", value_parser = parse_duration)]
     pub lockout_max_duration: Duration,
 
+    /// SMTP server mail is sent through: `smtp://user:pass@host:587?tls=starttls`
+    /// (STARTTLS, required), `smtps://user:pass@host:465` (TLS from the first byte) or
+    /// `smtp://host:25` (plain, for a relay on the same host). Unset: mail is written to
+    /// `<data dir>/outbox/` as .eml files instead of being sent.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The `From` of every mail (`Latchkey <noreply@example.com>` or a bare address).
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Latchkey <noreply@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// New accounts cannot log in until they follow the link emailed to them. Defaults
+    /// to on when SMTP_URL is set and off otherwise (mail only reaches the outbox).
+    #[arg(long, env = "REQUIRE_EMAIL_VERIFICATION", action = clap::ArgAction::Set)]
+    pub require_email_verification: Option<bool>,
+
+    /// How long an emailed account-activation link works.
+    #[arg(long = "email-verification-ttl", env = "EMAIL_VERIFICATION_EXPIRES", default_value = "24h", value_parser = parse_duration)]
+    pub email_verification_ttl: Duration,
+
+    /// How long an emailed password-reset link works.
+    #[arg(long = "password-reset-ttl", env = "PASSWORD_RESET_EXPIRES", default_value = "30m", value_parser = parse_duration)]
+    pub password_reset_ttl: Duration,
+
     /// Requests per client IP to each route (`300 per minute`, `100/hour`), or `off`.
     #[arg(long = "rate-limiting-default", env = "RATE_LIMITING_DEFAULT", default_value = "300 per minute", value_parser = parse_limit)]
     pub rate_limit_default: Limit,
@@ -213,6 +241,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database", &self.database_url.as_ref().map(|_| "***"))
             .field("redis", &self.redis_url.as_ref().map(|_| "***"))
+            .field("smtp", &self.smtp_url.as_ref().map(|_| "***"))
             .field("keys_dir", &self.keys_dir())
             .field("manage_keys", &self.manage_keys)
             .finish_non_exhaustive()
@@ -445,6 +474,29 @@ impl Config {
                 );
             }
         }
+        if let Some(url) = &self.smtp_url
+            && let Err(problem) = crate::mail::smtp_url(url)
+        {
+            problems.push(format!("SMTP_URL {problem}"));
+        }
+        if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(format!(
+                "MAIL_FROM={:?} must be an address like `Latchkey <noreply@example.com>`",
+                self.mail_from
+            ));
+        }
+        let verify_ttl = self.email_verification_ttl.as_secs();
+        if !(300..=7 * 86_400).contains(&verify_ttl) {
+            problems.push(format!(
+                "EMAIL_VERIFICATION_EXPIRES={verify_ttl}s must be between 5m and 7d"
+            ));
+        }
+        let reset_ttl = self.password_reset_ttl.as_secs();
+        if !(60..=86_400).contains(&reset_ttl) {
+            problems.push(format!(
+                "PASSWORD_RESET_EXPIRES={reset_ttl}s must be between 1m and 24h"
+            ));
+        }
         let exempt = ["/health", "/ready", "/metrics"];
         for (route, _) in &self.rate_limit_routes.0 {
             if exempt.contains(&route.as_str()) {
@@ -497,6 +549,17 @@ impl Config {
     pub fn hsts(&self) -> bool {
         self.hsts
             .unwrap_or_else(|| self.issuer().starts_with("https://"))
+    }
+
+    /// Whether new accounts must confirm their email before logging in.
+    pub fn require_email_verification(&self) -> bool {
+        self.require_email_verification
+            .unwrap_or(self.smtp_url.is_some())
+    }
+
+    /// Where mail goes when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
     }
 
     pub fn password_hash_concurrency(&self) -> usize {
@@ -614,6 +677,37 @@ mod tests {
         assert!(config.is_development());
         assert_eq!(config.issuer(), "http://127.0.0.1:8080");
         assert!(config.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn mail_settings_are_checked() {
+        let embedded = parse(&[]);
+        assert!(!embedded.require_email_verification());
+        assert!(embedded.outbox_dir().ends_with("outbox"));
+        let smtp = parse(&["--smtp-url", "smtp://u:p@mail.example.com:587?tls=starttls"]);
+        assert_eq!(smtp.validate(), Ok(()));
+        assert!(smtp.require_email_verification());
+        let off = parse(&[
+            "--smtp-url",
+            "smtps://mail.example.com",
+            "--require-email-verification",
+            "false",
+        ]);
+        assert!(!off.require_email_verification());
+        let bad = parse(&[
+            "--smtp-url",
+            "mail.example.com:25",
+            "--mail-from",
+            "not an address",
+            "--password-reset-ttl",
+            "2d",
+            "--email-verification-ttl",
+            "10s",
+        ]);
+        let problems = bad.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].starts_with("SMTP_URL"));
+        assert!(problems[1].starts_with("MAIL_FROM"));
     }
 
     #[test]

@@ -449,7 +449,8 @@ impl Ephemeral {
         }
     }
 
-    /// A successful login: forgets failures and the lockout streak.
+    /// A successful login or a password reset: forgets failures, the lockout streak and
+    /// any running lockout (a login never gets here while locked; a reset does).
     pub async fn clear_login_failures(&self, login: &str) -> Result<()> {
         match self {
             Self::Memory(memory) => {
@@ -463,6 +464,7 @@ impl Ephemeral {
                 let result = redis::cmd("DEL")
                     .arg(format!("{p}fail:{login}"))
                     .arg(format!("{p}lvl:{login}"))
+                    .arg(format!("{p}lock:{login}"))
                     .query_async::<()>(&mut conn)
                     .await;
                 match result {

@@ -37,6 +37,18 @@ pub enum Error {
     LockedOut { retry_after: u64 },
     #[error("the account is disabled")]
     AccountDisabled,
+    /// The password was right but the account's email address is not confirmed yet.
+    #[error(
+        "the email address is not verified yet; follow the link in the mail or ask for a new one at /auth/resend-verification"
+    )]
+    EmailNotVerified,
+    /// An emailed link whose token is unknown, expired or already used.
+    #[error("the link is invalid, expired or already used")]
+    InvalidLink,
+    /// A signed-in user's current password, given to change it, is wrong: 403, since
+    /// the bearer token itself is fine.
+    #[error("the current password is wrong")]
+    WrongPassword,
     /// A refresh token that is unknown, expired, revoked or reused.
     #[error("{0}")]
     InvalidGrant(&'static str),
@@ -136,6 +148,9 @@ impl Error {
                 (StatusCode::UNAUTHORIZED, "invalid_credentials")
             }
             Self::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
+            Self::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
+            Self::InvalidLink => (StatusCode::BAD_REQUEST, "invalid_token"),
+            Self::WrongPassword => (StatusCode::FORBIDDEN, "invalid_credentials"),
             Self::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
             Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),

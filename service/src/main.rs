@@ -1,4 +1,5 @@
-//! The `latchkey` command: `serve` (the default), `migrate`, `keys generate`, `version`.
+//! The `latchkey` command: `serve` (the default), `migrate`, `client`, `keys generate`,
+//! `audit`, `version`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -49,6 +50,10 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Check a configuration (the settings of `serve`) and optionally a running
+    /// instance (--url) for weak security settings. Exits 2 when a finding reaches
+    /// --fail-on (default: high).
+    Audit(Box<latchkey::audit::AuditArgs>),
     /// Print the version.
     Version,
 }
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
         Some(Command::Keys {
             command: KeysCommand::Generate { dir, bits, replace },
         }) => generate_key(&dir, bits, replace),
+        Some(Command::Audit(args)) => return latchkey::audit::run(*args),
         Some(Command::Version) => {
             println!("latchkey {}", env!("CARGO_PKG_VERSION"));
             Ok(())

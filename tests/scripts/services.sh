@@ -152,9 +152,12 @@ _lk_wait_gone() {
 # installation
 
 # Install postgresql / redis-server, and chromium + chromium-driver for the
-# headless-browser test (service/tests/browser.rs), from Debian if they are missing.
+# headless-browser test (service/tests/browser.rs), from Debian if they are missing;
+# and Python's aiosmtpd from PyPI for the SMTP sink of service/tests/email.rs
+# (tests/scripts/smtp_sink.py).
 latchkey_services_install() {
     local pkgs=() made_policy=0 rc=0
+    _lk_install_aiosmtpd || return 1
     _lk_pg_bindir >/dev/null || pkgs+=(postgresql)
     if ! _lk_have redis-server || ! _lk_have redis-cli; then
         pkgs+=(redis-server)
@@ -202,6 +205,26 @@ latchkey_services_install() {
     fi
     if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
         _lk_err "chromium/chromium-driver were installed but /usr/bin/chromium or /usr/bin/chromedriver is missing"
+        return 1
+    fi
+    return 0
+}
+
+# aiosmtpd (PyPI) for the loopback SMTP sink, installed with pip when missing.
+_lk_install_aiosmtpd() {
+    if ! _lk_have python3; then
+        _lk_err "python3 is missing: the email tests run an aiosmtpd SMTP sink"
+        return 1
+    fi
+    python3 -c 'import aiosmtpd' 2>/dev/null && return 0
+    _lk_log "installing aiosmtpd (pip)"
+    if ! python3 -m pip install --quiet aiosmtpd >&2 \
+        && ! python3 -m pip install --quiet --break-system-packages aiosmtpd >&2; then
+        _lk_err "python3 -m pip install aiosmtpd failed"
+        return 1
+    fi
+    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+        _lk_err "aiosmtpd was installed but python3 cannot import it"
         return 1
     fi
     return 0

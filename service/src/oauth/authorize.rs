@@ -303,6 +303,13 @@ async fn authorize_post(
                     Some("The username or password is incorrect."),
                     StatusCode::UNAUTHORIZED,
                 ),
+                Err(Error::EmailNotVerified) => login_page(
+                    &app,
+                    &headers,
+                    &request,
+                    Some("Confirm your email address first: follow the link in the mail we sent."),
+                    StatusCode::FORBIDDEN,
+                ),
                 Err(Error::RateLimited(_)) => login_page(
                     &app,
                     &headers,

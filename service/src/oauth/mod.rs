@@ -110,6 +110,9 @@ impl From<Error> for OAuthError {
                 }
             }
             Error::AccountDisabled => Self::invalid_grant("the account is disabled"),
+            Error::EmailNotVerified => {
+                Self::invalid_grant("the account's email address is not verified yet")
+            }
             Error::InvalidGrant(d) => Self::invalid_grant(d),
             Error::Unavailable(d) => Self::new("temporarily_unavailable", d),
             other => {

@@ -80,6 +80,9 @@ async fn register(
     };
     accounts::create_user(&state.db, &user, now).await?;
     tracing::info!(user_id = user.id, "user registered");
+    if state.settings.require_email_verification {
+        crate::routes::email::send_verification(state.clone(), user.clone());
+    }
     let mut response = (StatusCode::CREATED, Json(Profile::from(&user))).into_response();
     response
         .headers_mut()
@@ -104,7 +107,7 @@ fn validate_username(username: &str, problems: &mut Vec<String>) {
     }
 }
 
-fn validate_email(email: &str, problems: &mut Vec<String>) {
+pub(crate) fn validate_email(email: &str, problems: &mut Vec<String>) {
     let email = email.trim();
     let valid = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -229,6 +232,11 @@ pub async fn check_login(state: &AppState, login: &str, password: String) -> Res
     if !user.is_active {
         metrics::counter!("latchkey_logins_total", "result" => "disabled").increment(1);
         return Err(Error::AccountDisabled);
+    }
+    // Only after the right password, so it tells nothing to someone who lacks it.
+    if state.settings.require_email_verification && !user.email_verified {
+        metrics::counter!("latchkey_logins_total", "result" => "unverified").increment(1);
+        return Err(Error::EmailNotVerified);
     }
     metrics::counter!("latchkey_logins_total", "result" => "success").increment(1);
     Ok(user)

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod email;
 pub mod meta;
 pub mod users;
 pub mod wellknown;

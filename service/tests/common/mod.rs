@@ -59,6 +59,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub backend: Backend,
     pub keys_dir: PathBuf,
+    /// `LATCHKEY_DATA_DIR` (the outbox is `outbox/` in it).
+    pub data_dir: PathBuf,
     pub database_url: String,
     /// The Redis URL and key prefix (PostgreSQL backend), so a replica can share them.
     pub redis: Option<(String, String)>,
@@ -247,6 +249,7 @@ impl TestServer {
                 .expect("client"),
             backend,
             keys_dir,
+            data_dir,
             database_url,
             redis,
             db,
