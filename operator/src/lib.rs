@@ -14,17 +14,19 @@
 //!   rows, the status and Events so that a key's private half is in the Secret before
 //!   its row is Active, and requeues at the next transition.
 //! - [`leader`]: leader election over a Lease; only the holder runs the controllers.
+//! - [`controller`]: the scaffolding both controllers share, written once: watch, the
+//!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events.
 //! - [`context`]: what reconciles share (clients, settings, Event recorder, back-off).
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
 //!
 //! ```text
-//! OAuthClient ──watch──► oauthclient::reconcile ──finalizer()──► apply / cleanup
+//! OAuthClient ──watch──► controller::reconcile ──finalizer()──► oauthclient apply / cleanup
 //!                                  │                                 │
 //!                                  └── plan::* (pure) ◄──────────────┘
 //!                                                                    ├─► oauth_clients row (digest)
 //!                                                                    ├─► Secret <name>-oauth
 //!                                                                    └─► status, Events
-//! SigningKey  ──watch──► signingkey::reconcile  ──finalizer()──► apply / cleanup
+//! SigningKey  ──watch──► controller::reconcile ──finalizer()──► signingkey apply / cleanup
 //!                                  │                                 │
 //!                                  └── rotation::* (pure) ◄──────────┘
 //!                                                                    ├─► Secret <name>-signing-keys (<kid>.pem)
@@ -35,6 +37,7 @@
 
 pub mod config;
 pub mod context;
+pub mod controller;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -47,6 +50,7 @@ use std::sync::Arc;
 
 pub use config::Config;
 use context::Context;
+use latchkey_crds::{OAuthClient, SigningKey};
 use latchkey_store::Db;
 
 /// Errors of the operator.
@@ -112,8 +116,8 @@ pub async fn run(
         config.settings(),
         config.namespace.clone(),
     ));
-    oauthclient::check_crd(&ctx).await?;
-    signingkey::check_crd(&ctx).await?;
+    controller::check_crd::<OAuthClient>(&ctx).await?;
+    controller::check_crd::<SigningKey>(&ctx).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -165,10 +169,10 @@ pub async fn run(
     let mut clients_stop = stop_rx.clone();
     let mut keys_stop = stop_rx;
     let controllers = futures::future::join(
-        oauthclient::run(ctx.clone(), async move {
+        controller::run::<OAuthClient>(ctx.clone(), async move {
             let _ = clients_stop.wait_for(|stop| *stop).await;
         }),
-        signingkey::run(ctx, async move {
+        controller::run::<SigningKey>(ctx, async move {
             let _ = keys_stop.wait_for(|stop| *stop).await;
         }),
     );

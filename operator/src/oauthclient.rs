@@ -6,113 +6,37 @@
 //! row first (so the service accepts a new secret before anyone can read it), then the
 //! Secret, then the status, then Events.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::watcher;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use latchkey_crds::{OAuthClient, OAuthClientStatus};
 use latchkey_store::clients::{self, ClientSecret};
 use serde_json::json;
 
 use crate::context::Context;
+use crate::controller::{self, Reconciled};
 use crate::plan::{self, Found, Readiness, RowAction, SecretChange};
-use crate::{Error, Result, metrics};
+use crate::{Error, Result};
 
 /// The finalizer that keeps a resource until its database row is gone.
 pub const FINALIZER: &str = "latchkey.dev/oauthclient-cleanup";
 /// Field manager of every write (server-side apply and status patches).
 pub const MANAGER: &str = "latchkey-operator";
-const CONTROLLER: &str = "oauthclient";
 
-/// Runs the controller until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (clients, secrets): (Api<OAuthClient>, Api<Secret>) = match &ctx.namespace {
-        Some(ns) => (
-            Api::namespaced(ctx.client.clone(), ns),
-            Api::namespaced(ctx.client.clone(), ns),
-        ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-    };
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        plan::MANAGED_BY_LABEL,
-        plan::MANAGED_BY_VALUE
-    ));
-    Controller::new(clients, watcher::Config::default())
-        .owns(secrets, owned)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
-            }
-        })
-        .await;
-}
+impl Reconciled for OAuthClient {
+    const CONTROLLER: &'static str = "oauthclient";
+    const FINALIZER: &'static str = FINALIZER;
+    const PLURAL: &'static str = "OAuthClients";
 
-/// Fails with a clear message when the CRD is not installed or not readable.
-pub async fn check_crd(ctx: &Context) -> Result<()> {
-    let api: Api<OAuthClient> = match &ctx.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    api.list(&ListParams::default().limit(1))
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::CrdUnavailable("OAuthClients", e))
-}
-
-async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let key = object_key(&obj);
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField(".metadata.namespace"))?;
-    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
-        match event {
-            Event::Apply(o) => apply(&o, &ctx).await,
-            Event::Cleanup(o) => cleanup(&o, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    metrics::reconciled(CONTROLLER, started.elapsed(), result.as_ref().err());
-    match &result {
-        Ok(_) => ctx.reset_failures(&key),
-        Err(e) => {
-            tracing::warn!(object = %key, error = %e, "reconcile failed");
-            ctx.publish(
-                obj.as_ref(),
-                KubeEvent {
-                    type_: EventType::Warning,
-                    reason: "ReconcileFailed".into(),
-                    note: Some(truncate(&e.to_string(), 1000)),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                },
-            )
-            .await;
-        }
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        apply(self, ctx).await
     }
-    result
-}
 
-fn error_policy(obj: Arc<OAuthClient>, _error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&object_key(&obj));
-    Action::requeue(plan::backoff(failures))
-}
-
-fn object_key(obj: &OAuthClient) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        cleanup(self, ctx).await
+    }
 }
 
 async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
@@ -313,19 +237,9 @@ async fn fail(
         now,
     );
     let changed = write_status(obj, ctx, before, status).await?;
-    tracing::info!(object = %object_key(obj), reason, message = %note, "not ready");
+    tracing::info!(object = %controller::object_key(obj), reason, message = %note, "not ready");
     if changed {
-        ctx.publish(
-            obj,
-            KubeEvent {
-                type_: EventType::Warning,
-                reason: reason.into(),
-                note: Some(truncate(&note, 1000)),
-                action: "Reconcile".into(),
-                secondary: None,
-            },
-        )
-        .await;
+        controller::publish(ctx, obj, EventType::Warning, reason, &note).await;
     }
     Ok(())
 }
@@ -402,18 +316,7 @@ async fn announce(
         ));
     }
     for (type_, reason, note) in events {
-        metrics::event(CONTROLLER, reason);
-        ctx.publish(
-            obj,
-            KubeEvent {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: "Reconcile".into(),
-                secondary: None,
-            },
-        )
-        .await;
+        controller::publish(ctx, obj, type_, reason, &note).await;
     }
 }
 
@@ -451,11 +354,4 @@ async fn cleanup(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         }
     }
     Ok(Action::await_change())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }

@@ -18,18 +18,13 @@
 //! resumes where it stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Instant;
 
-use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::watcher;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use latchkey_crds::signingkey::{REVOKE_KID_ANNOTATION, ROTATE_NOW_ANNOTATION};
 use latchkey_crds::{KeyPhase, SigningKey, SigningKeyStatus};
@@ -38,97 +33,26 @@ use latchkey_store::signing_keys;
 use serde_json::json;
 
 use crate::context::Context;
+use crate::controller::{self, Reconciled};
 use crate::oauthclient::MANAGER;
 use crate::rotation::{self, Found, Key, Manual, Plan};
-use crate::{Error, Result, metrics, plan};
+use crate::{Error, Result};
 
 /// The finalizer that keeps a resource until its rows are gone.
 pub const FINALIZER: &str = "latchkey.dev/signingkey-cleanup";
-const CONTROLLER: &str = "signingkey";
 
-/// Runs the controller until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (keys, secrets): (Api<SigningKey>, Api<Secret>) = match &ctx.namespace {
-        Some(ns) => (
-            Api::namespaced(ctx.client.clone(), ns),
-            Api::namespaced(ctx.client.clone(), ns),
-        ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-    };
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        plan::MANAGED_BY_LABEL,
-        plan::MANAGED_BY_VALUE
-    ));
-    Controller::new(keys, watcher::Config::default())
-        .owns(secrets, owned)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
-            }
-        })
-        .await;
-}
+impl Reconciled for SigningKey {
+    const CONTROLLER: &'static str = "signingkey";
+    const FINALIZER: &'static str = FINALIZER;
+    const PLURAL: &'static str = "SigningKeys";
 
-/// Fails with a clear message when the CRD is not installed or not readable.
-pub async fn check_crd(ctx: &Context) -> Result<()> {
-    let api: Api<SigningKey> = match &ctx.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    api.list(&ListParams::default().limit(1))
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::CrdUnavailable("SigningKeys", e))
-}
-
-async fn reconcile(obj: Arc<SigningKey>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let key = object_key(&obj);
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField(".metadata.namespace"))?;
-    let api: Api<SigningKey> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
-        match event {
-            Event::Apply(o) => apply(&o, &ctx).await,
-            Event::Cleanup(o) => cleanup(&o, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    metrics::reconciled(CONTROLLER, started.elapsed(), result.as_ref().err());
-    match &result {
-        Ok(_) => ctx.reset_failures(&key),
-        Err(e) => {
-            tracing::warn!(object = %key, error = %e, "reconcile failed");
-            publish(
-                &ctx,
-                &obj,
-                EventType::Warning,
-                "ReconcileFailed",
-                e.to_string(),
-            )
-            .await;
-        }
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        apply(self, ctx).await
     }
-    result
-}
 
-fn error_policy(obj: Arc<SigningKey>, _error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&object_key(&obj));
-    Action::requeue(plan::backoff(failures))
-}
-
-fn object_key(obj: &SigningKey) -> String {
-    format!(
-        "signingkey:{}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    )
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        cleanup(self, ctx).await
+    }
 }
 
 fn secret_name(obj: &SigningKey) -> String {
@@ -380,7 +304,7 @@ async fn not_ready(
         ..before.clone()
     };
     if write_status(obj, ctx, before, status).await? {
-        publish(ctx, obj, EventType::Warning, reason, message).await;
+        controller::publish(ctx, obj, EventType::Warning, reason, &message).await;
     }
     Ok(())
 }
@@ -468,29 +392,8 @@ async fn announce(
         ));
     }
     for (type_, reason, note) in events {
-        publish(ctx, obj, type_, reason, note).await;
+        controller::publish(ctx, obj, type_, reason, &note).await;
     }
-}
-
-async fn publish(
-    ctx: &Context,
-    obj: &SigningKey,
-    type_: EventType,
-    reason: &'static str,
-    note: String,
-) {
-    metrics::event(CONTROLLER, reason);
-    ctx.publish(
-        obj,
-        KubeEvent {
-            type_,
-            reason: reason.into(),
-            note: Some(truncate(&note, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        },
-    )
-    .await;
 }
 
 /// The resource is being deleted: its keys leave the table (and JWKS) and its Secret is
@@ -528,11 +431,4 @@ async fn cleanup(obj: &SigningKey, ctx: &Context) -> Result<Action> {
         }
     }
     Ok(Action::await_change())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }

@@ -1,0 +1,168 @@
+//! What every controller of this operator shares, written once: watching a kind and the
+//! Secrets it owns, dispatching through kube's `finalizer()` to the kind's `apply` and
+//! `cleanup`, metrics, exponential back-off, and the Events it publishes.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::Context;
+use crate::{Error, Result, metrics, plan};
+
+/// A custom resource this operator reconciles.
+pub trait Reconciled:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The controller's name in metrics and logs (a bounded label).
+    const CONTROLLER: &'static str;
+    /// The finalizer that holds a deleted resource until `cleanup` succeeded.
+    const FINALIZER: &'static str;
+    /// The plural kind, for the "CRD not installed" error.
+    const PLURAL: &'static str;
+
+    /// Brings the world in line with a live resource.
+    fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
+    /// Removes what a deleted resource owns outside Kubernetes.
+    fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
+}
+
+fn api<K: Reconciled>(ctx: &Context) -> Api<K> {
+    match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Runs the controller of `K` until `shutdown` completes.
+pub async fn run<K: Reconciled>(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let secrets: Api<Secret> = match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        plan::MANAGED_BY_LABEL,
+        plan::MANAGED_BY_VALUE
+    ));
+    Controller::new(api::<K>(&ctx), watcher::Config::default())
+        .owns(secrets, owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
+}
+
+/// Fails with a clear message when the CRD of `K` is not installed or not readable.
+pub async fn check_crd<K: Reconciled>(ctx: &Context) -> Result<()> {
+    api::<K>(ctx)
+        .list(&ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::CrdUnavailable(K::PLURAL, e))
+}
+
+/// Only dispatches; the decisions live in each kind's `apply` / `cleanup`.
+async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let key = object_key(obj.as_ref());
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField(".metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, K::FINALIZER, obj.clone(), |event| async {
+        match event {
+            Event::Apply(o) => o.apply(&ctx).await,
+            Event::Cleanup(o) => o.cleanup(&ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    metrics::reconciled(K::CONTROLLER, started.elapsed(), result.as_ref().err());
+    match &result {
+        Ok(_) => ctx.reset_failures(&key),
+        Err(e) => {
+            tracing::warn!(object = %key, error = %e, "reconcile failed");
+            publish(
+                &ctx,
+                obj.as_ref(),
+                EventType::Warning,
+                "ReconcileFailed",
+                &e.to_string(),
+            )
+            .await;
+        }
+    }
+    result
+}
+
+fn error_policy<K: Reconciled>(obj: Arc<K>, _error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&object_key(obj.as_ref()));
+    Action::requeue(plan::backoff(failures))
+}
+
+/// `controller:namespace/name`: the key of the back-off counter, and how logs name it.
+pub fn object_key<K: Reconciled>(obj: &K) -> String {
+    format!(
+        "{}:{}/{}",
+        K::CONTROLLER,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Publishes an Event about `obj` and counts it by reason.
+pub async fn publish<K: Reconciled>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &'static str,
+    note: &str,
+) {
+    metrics::event(K::CONTROLLER, reason);
+    ctx.publish(
+        obj,
+        KubeEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        },
+    )
+    .await;
+}
+
+/// At most `max` characters (Event notes are limited).
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
