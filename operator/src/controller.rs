@@ -9,7 +9,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
+use crate::oauthclient::MANAGER;
 use crate::{Error, Result, metrics, plan};
 
 /// A custom resource this operator reconciles.
@@ -135,6 +136,32 @@ pub fn object_key<K: Reconciled>(obj: &K) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
+}
+
+/// Writes `status` to the status subresource with server-side apply, so a field this
+/// manager set before and omits now (the end of a rotation's overlap) is removed, which
+/// a merge patch would leave in place.
+pub async fn apply_status<K: Reconciled>(
+    ctx: &Context,
+    obj: &K,
+    status: &impl Serialize,
+) -> Result<()> {
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField(".metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Publishes an Event about `obj` and counts it by reason.

@@ -13,7 +13,6 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use latchkey_crds::{OAuthClient, OAuthClientStatus};
 use latchkey_store::clients::{self, ClientSecret};
-use serde_json::json;
 
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
@@ -254,23 +253,7 @@ async fn write_status(
     if *before == status && obj.status.is_some() {
         return Ok(false);
     }
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField(".metadata.namespace"))?;
-    let api: Api<OAuthClient> = Api::namespaced(ctx.client.clone(), &ns);
-    // Server-side apply: a field this manager set before and omits now (the end of a
-    // rotation's overlap) is removed, which a merge patch would leave in place.
-    let body = json!({
-        "apiVersion": OAuthClient::api_version(&()),
-        "kind": OAuthClient::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
+    controller::apply_status(ctx, obj, &status).await?;
     Ok(true)
 }
 

@@ -238,18 +238,23 @@ pub struct Stored {
     pub previous: Option<Previous>,
 }
 
+/// Whether `secret`'s controlling owner is the resource with `owner_uid`: the operator
+/// never adopts or overwrites a Secret someone else made.
+pub fn controlled_by(secret: &Secret, owner_uid: &str) -> bool {
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == owner_uid && r.controller == Some(true))
+}
+
 /// Reads the operator's state from `secret`, which must be owned by the resource `uid`.
 pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found {
     let Some(secret) = secret else {
         return Found::Missing;
     };
-    let owned = secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.uid == owner_uid && r.controller == Some(true));
-    if !owned {
+    if !controlled_by(secret, owner_uid) {
         return Found::Foreign;
     }
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();

@@ -185,13 +185,7 @@ pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found {
     let Some(secret) = secret else {
         return Found::Missing;
     };
-    let owned = secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.uid == owner_uid && r.controller == Some(true));
-    if !owned {
+    if !crate::plan::controlled_by(secret, owner_uid) {
         return Found::Foreign;
     }
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();

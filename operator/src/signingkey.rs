@@ -30,7 +30,6 @@ use latchkey_crds::signingkey::{REVOKE_KID_ANNOTATION, ROTATE_NOW_ANNOTATION};
 use latchkey_crds::{KeyPhase, SigningKey, SigningKeyStatus};
 use latchkey_store::keys::KeyPair;
 use latchkey_store::signing_keys;
-use serde_json::json;
 
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
@@ -319,21 +318,7 @@ async fn write_status(
     if *before == status && obj.status.is_some() {
         return Ok(false);
     }
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField(".metadata.namespace"))?;
-    let api: Api<SigningKey> = Api::namespaced(ctx.client.clone(), &ns);
-    let body = json!({
-        "apiVersion": SigningKey::api_version(&()),
-        "kind": SigningKey::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
+    controller::apply_status(ctx, obj, &status).await?;
     Ok(true)
 }
 
