@@ -132,10 +132,11 @@ impl App {
                 "development mode: embedded SQLite, in-process revocation list, rate limits and lockout, locally generated keys; set DATABASE_URL and REDIS_URL for production"
             );
         }
-        let reloader = tokio::spawn(
-            keys.clone()
-                .run_reloader(config.keys_reload_interval, std::future::pending()),
-        );
+        let reloader = tokio::spawn(keys.clone().run_reloader(
+            config.keys_reload_interval,
+            config.database_url(),
+            std::future::pending(),
+        ));
 
         let state = AppState {
             db,

@@ -11,8 +11,10 @@
 //! Active one, which every verifier still accepts, and reports it in
 //! `latchkey_signing_key_fallback`.
 //!
-//! Both sources are re-read every `LATCHKEY_KEYS_RELOAD_INTERVAL`, and at most once a
-//! second when a token names a `kid` we do not know yet.
+//! Both sources are re-read every `LATCHKEY_KEYS_RELOAD_INTERVAL`, at once when the table
+//! changes (PostgreSQL `LISTEN` on a trigger's notifications: an emergency revocation
+//! takes effect in milliseconds on every replica), and at most once a second when a
+//! token names a `kid` we do not know yet.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ const MIN_ON_DEMAND_RELOAD: Duration = Duration::from_secs(1);
 pub struct KeySet {
     /// The key to sign with, if any Active key is held.
     pub signing: Option<Arc<KeyPair>>,
+    /// Whether `signing` is not the newest Active key (its Secret has not arrived yet).
+    fallback: bool,
     verifiers: HashMap<String, Arc<DecodingKey>>,
     /// The JWKS document, serialised once per reload rather than per request.
     jwks: Bytes,
@@ -104,6 +108,25 @@ impl KeyRing {
         if let Some(key) = self.current().verifiers.get(kid) {
             return Some(key.clone());
         }
+        self.reload_if_stale().await;
+        self.current().verifiers.get(kid).cloned()
+    }
+
+    /// The key to sign with. While this replica lacks the newest Active key (a rotation
+    /// or an emergency revocation whose Secret the kubelet has not delivered yet), the
+    /// directory is re-read at most once a second, so the new key signs as soon as it
+    /// lands rather than at the next reload interval.
+    pub async fn signer(&self) -> Option<Arc<KeyPair>> {
+        let set = self.current();
+        if set.signing.is_some() && !set.fallback {
+            return set.signing.clone();
+        }
+        self.reload_if_stale().await;
+        self.current().signing.clone()
+    }
+
+    /// Reloads unless the last reload is less than [`MIN_ON_DEMAND_RELOAD`] old.
+    async fn reload_if_stale(&self) {
         let stale = {
             let state = self.shared.reload.lock().await;
             state
@@ -113,7 +136,6 @@ impl KeyRing {
         if stale && let Err(e) = self.reload().await {
             tracing::warn!(error = format!("{e:#}"), "on-demand key reload failed");
         }
-        self.current().verifiers.get(kid).cloned()
     }
 
     /// Re-reads the directory and the table and swaps in the result.
@@ -186,6 +208,7 @@ impl KeyRing {
             (Some(_), None) => true,
             (None, _) => false,
         };
+        let lacking = newest_active.is_some_and(|newest| !state.held.contains_key(&newest.kid));
         metrics::gauge!("latchkey_signing_key_fallback").set(if fallback { 1.0 } else { 0.0 });
         metrics::gauge!("latchkey_signing_keys_published").set(verifiers.len() as f64);
         if fallback {
@@ -203,6 +226,7 @@ impl KeyRing {
         }
         let set = Arc::new(KeySet {
             signing,
+            fallback: lacking,
             verifiers,
             jwks,
         });
@@ -213,20 +237,121 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Reloads every `interval` until `shutdown` resolves. Failures keep the last good set.
-    pub async fn run_reloader(self, interval: Duration, shutdown: impl Future<Output = ()>) {
+    /// Reloads every `interval`, and at once whenever the `signing_keys` table changes
+    /// (PostgreSQL `LISTEN`, with `database_url`), until `shutdown` resolves. Failures
+    /// keep the last good set.
+    pub async fn run_reloader(
+        self,
+        interval: Duration,
+        database_url: String,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         tokio::pin!(shutdown);
+        // The listener lives in its own task (its receive is not cancel-safe); each change
+        // leaves at most one pending wake-up, so a burst of changes costs one reload.
+        let (tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
+        let mut watch = ChangeWatch::new(self.shared.db.clone(), database_url);
+        let watcher = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                watch.next().await;
+                metrics::counter!("latchkey_key_change_notifications_total").increment(1);
+                if tx.try_send(()).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+        }));
         loop {
             tokio::select! {
-                _ = ticker.tick() => {
-                    if let Err(e) = self.reload().await {
-                        tracing::error!(error = format!("{e:#}"), "key reload failed; keeping the previous keys");
-                    }
+                _ = ticker.tick() => {}
+                Some(()) = changed.recv() => {
+                    // A rotation writes a few rows in a row: take them in one reload.
+                    tokio::time::sleep(CHANGE_DEBOUNCE).await;
+                    let _ = changed.try_recv();
+                    ticker.reset();
                 }
-                () = &mut shutdown => return,
+                () = &mut shutdown => break,
+            }
+            if let Err(e) = self.reload().await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "key reload failed; keeping the previous keys"
+                );
+            }
+        }
+        drop(watcher);
+    }
+}
+
+/// Aborts the task when dropped (also when the owning future is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How long a change notification waits for the rest of the same change.
+const CHANGE_DEBOUNCE: Duration = Duration::from_millis(20);
+/// The longest wait before reconnecting a lost notification connection.
+const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Notifications of changes to the `signing_keys` table, reconnecting with back-off when
+/// the connection fails. Never resolves on SQLite (one process: nobody else changes keys).
+struct ChangeWatch {
+    db: Db,
+    url: String,
+    listener: Option<signing_keys::ChangeListener>,
+    backoff: Duration,
+    unsupported: bool,
+}
+
+impl ChangeWatch {
+    fn new(db: Db, url: String) -> Self {
+        Self {
+            db,
+            url,
+            listener: None,
+            backoff: Duration::from_millis(500),
+            unsupported: false,
+        }
+    }
+
+    /// Resolves when the keys may have changed: a notification, or a (re)connection
+    /// after which earlier notifications may have been missed.
+    async fn next(&mut self) {
+        loop {
+            if self.unsupported {
+                return std::future::pending().await;
+            }
+            match &mut self.listener {
+                Some(listener) => match listener.changed().await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "key change notifications lost; reconnecting");
+                        self.listener = None;
+                    }
+                },
+                None => match signing_keys::listen_for_changes(&self.db, &self.url).await {
+                    Ok(Some(listener)) => {
+                        self.listener = Some(listener);
+                        self.backoff = Duration::from_millis(500);
+                        return;
+                    }
+                    Ok(None) => self.unsupported = true,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            retry_in = ?self.backoff,
+                            "cannot listen for key changes; relying on the reload interval"
+                        );
+                        tokio::time::sleep(self.backoff).await;
+                        self.backoff = (self.backoff * 2).min(MAX_LISTEN_BACKOFF);
+                    }
+                },
             }
         }
     }

@@ -145,9 +145,8 @@ impl Tokens {
     pub async fn sign<C: Serialize>(&self, typ: &'static str, claims: &C) -> Result<String> {
         let key = self
             .keys
-            .current()
-            .signing
-            .clone()
+            .signer()
+            .await
             .ok_or(Error::Unavailable("no signing key is available yet"))?;
         let payload = serde_json::to_vec(claims).context("claims")?;
         let _permit = self

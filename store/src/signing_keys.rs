@@ -8,7 +8,38 @@
 use sqlx::Row;
 
 use crate::keys::PublicJwk;
-use crate::{Db, Error, Result};
+use crate::{Backend, Db, Error, Result};
+
+/// The PostgreSQL channel a trigger notifies on every change to the table (migration
+/// `20261128000005`), so replicas reload at once rather than at their next interval.
+pub const CHANGES_CHANNEL: &str = "latchkey_signing_keys";
+
+/// A connection listening for changes to the table; `None` for SQLite, which has one
+/// process and no notifications. Opens its own connection (not one from the pool).
+pub async fn listen_for_changes(db: &Db, url: &str) -> Result<Option<ChangeListener>> {
+    if db.backend() != Backend::Postgres {
+        return Ok(None);
+    }
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(CHANGES_CHANNEL).await?;
+    Ok(Some(ChangeListener { listener }))
+}
+
+/// See [`listen_for_changes`].
+#[derive(Debug)]
+pub struct ChangeListener {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeListener {
+    /// Returns when the table changed, or when the connection was lost (changes may
+    /// have been missed): either way, reload. The next call reconnects; an error means
+    /// reconnecting failed.
+    pub async fn changed(&mut self) -> Result<()> {
+        self.listener.try_recv().await?;
+        Ok(())
+    }
+}
 
 /// Where a key is in its life (see the rotation protocol in ARCHITECTURE.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
