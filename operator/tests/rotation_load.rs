@@ -34,6 +34,7 @@ async fn start_replica(
     env: &Env,
     data_dir: &std::path::Path,
     keys_dir: &std::path::Path,
+    reload_interval: &str,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     let args = [
         "latchkey",
@@ -48,7 +49,7 @@ async fn start_replica(
         "--manage-keys",
         "false",
         "--keys-reload-interval",
-        "1s",
+        reload_interval,
         "--jwks-max-age",
         "1s",
         // One client hammers the token endpoint on purpose.
@@ -135,7 +136,7 @@ fn header_kid(token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_rotate_keys_without_a_failed_verification() {
-    let env = Env::start(&[]).await;
+    let mut env = Env::start(&[]).await;
     env.kubectl(&[
         "apply",
         "-n",
@@ -184,7 +185,7 @@ spec:
             Duration::from_millis(delay),
         ));
         let data_dir = root.path().join(format!("data-{i}"));
-        replicas.push(start_replica(&env, &data_dir, &keys_dir).await);
+        replicas.push(start_replica(&env, &data_dir, &keys_dir, "1s").await);
     }
     let bases: Vec<String> = replicas.iter().map(|(b, _)| b.clone()).collect();
 
@@ -193,8 +194,17 @@ spec:
     let mut kids: BTreeMap<String, u32> = BTreeMap::new();
     let mut jwks_cache: BTreeMap<(usize, String), DecodingKey> = BTreeMap::new();
     let started = Instant::now();
+    // The operator crashes (SIGKILL) twice mid-run, between transitions, and a new
+    // process takes over once the dead one's Lease expires (2 s in the tests).
+    let mut crashes = vec![Duration::from_secs(20), Duration::from_secs(9)];
     let mut i = 0usize;
-    while started.elapsed() < Duration::from_secs(26) {
+    while started.elapsed() < Duration::from_secs(32) {
+        if crashes.last().is_some_and(|at| started.elapsed() >= *at) {
+            crashes.pop();
+            env.kill_operator();
+            eprintln!("operator killed at {:?}", started.elapsed());
+            env.start_operator().await;
+        }
         let (issuer, verifier, introspector) = (i % 3, (i + 1) % 3, (i + 2) % 3);
         i += 1;
         let response = env
@@ -269,13 +279,14 @@ spec:
             ));
         }
     }
+    assert!(crashes.is_empty(), "the operator was not killed twice");
     let took = started.elapsed();
     let sk = env
         .kubectl(&["get", "sk", "latchkey", "-n", common::NS, "-o", "name"])
         .await
         .ok();
     eprintln!(
-        "{issued} tokens in {took:?} across {} replicas; kids seen: {kids:?}; failures: {}",
+        "{issued} tokens in {took:?} across {} replicas, operator killed twice; kids seen: {kids:?}; failures: {}",
         bases.len(),
         failures.len()
     );
@@ -292,4 +303,171 @@ spec:
         "at least three rotations seen in the tokens' kids: {kids:?}"
     );
     assert!(issued > 100, "only {issued} tokens");
+}
+
+async fn token(env: &Env, base: &str, id: &str, secret: &str) -> Result<String, String> {
+    let response = env
+        .http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match body["access_token"].as_str() {
+        Some(t) if status.is_success() => Ok(t.to_owned()),
+        _ => Err(format!("{status}: {body}")),
+    }
+}
+
+async fn active(env: &Env, base: &str, id: &str, secret: &str, token: &str) -> bool {
+    let body: Value = env
+        .http
+        .post(format!("{base}/oauth/introspect"))
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("introspection JSON");
+    body["active"] == Value::Bool(true)
+}
+
+async fn jwks_kids(env: &Env, base: &str) -> BTreeSet<String> {
+    let jwks: Value = env
+        .http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("jwks json");
+    jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Emergency revocation reaches every replica at once: their periodic reload is an
+/// hour here, so only the database's change notification can explain a token signed by
+/// the revoked kid being refused within a second, and the new key signing as soon as
+/// the Secret lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_kid_is_refused_at_once_by_every_replica() {
+    let env = Env::start(&[]).await;
+    env.kubectl(&[
+        "apply",
+        "-n",
+        common::NS,
+        "-f",
+        &example("oauthclient-service.yaml"),
+    ])
+    .await
+    .ok();
+    env.apply_yaml(&format!(
+        "apiVersion: latchkey.dev/v1alpha1
+kind: SigningKey
+metadata:
+  name: latchkey
+spec:
+  rotationInterval: 24h
+  prePublish: 1h
+  retainAfterRetire: 1h
+  secretName: {SECRET}
+"
+    ))
+    .await
+    .ok();
+    let initial = eventually("the signing-key Secret", || async {
+        secret_files(&env).await.filter(|f| !f.is_empty())
+    })
+    .await;
+    let secret = eventually("client credentials", || async {
+        env.secret("reports-oauth").await
+    })
+    .await;
+    let id = secret_value(&secret, "client_id").expect("client_id");
+    let pw = secret_value(&secret, "client_secret").expect("client_secret");
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut bases = Vec::new();
+    let mut stops = Vec::new();
+    for i in 0..2 {
+        let keys_dir = root.path().join(format!("keys-{i}"));
+        keydir::write_atomic(&keys_dir, &initial, &keydir::new_stamp()).expect("initial keys");
+        tokio::spawn(kubelet(
+            env.client.clone(),
+            keys_dir.clone(),
+            Duration::ZERO,
+        ));
+        let data_dir = root.path().join(format!("data-{i}"));
+        let (base, stop) = start_replica(&env, &data_dir, &keys_dir, "1h").await;
+        bases.push(base);
+        stops.push(stop);
+    }
+    let issued = token(&env, &bases[0], &id, &pw).await.expect("a token");
+    let revoked = header_kid(&issued);
+    for base in &bases {
+        assert!(active(&env, base, &id, &pw, &issued).await, "{base}");
+        assert!(jwks_kids(&env, base).await.contains(&revoked));
+    }
+
+    let api: kube::Api<latchkey_crds::SigningKey> =
+        kube::Api::namespaced(env.client.clone(), common::NS);
+    let asked = Instant::now();
+    api.patch(
+        "latchkey",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({
+            "metadata": {"annotations": {"latchkey.dev/revoke-kid": revoked}}
+        })),
+    )
+    .await
+    .expect("annotate");
+    let mut refused_after = Vec::new();
+    for base in &bases {
+        loop {
+            if !active(&env, base, &id, &pw, &issued).await {
+                refused_after.push(asked.elapsed());
+                break;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(10),
+                "{base} still accepts a token signed by the revoked {revoked}\n{}",
+                env.operator_log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!jwks_kids(&env, base).await.contains(&revoked), "{base}");
+    }
+    eprintln!("revoke annotation -> token refused at each replica: {refused_after:?}");
+    for took in &refused_after {
+        assert!(*took < Duration::from_secs(2), "{refused_after:?}");
+    }
+
+    // The replacement key signs as soon as the Secret has landed, at both replicas.
+    for base in &bases {
+        let fresh = eventually("a token signed by the new key", || async {
+            token(&env, base, &id, &pw)
+                .await
+                .ok()
+                .filter(|t| header_kid(t) != revoked)
+        })
+        .await;
+        for other in &bases {
+            assert!(active(&env, other, &id, &pw, &fresh).await, "{other}");
+        }
+    }
+    eprintln!(
+        "revoke annotation -> both replicas sign with the new key: {:?}",
+        asked.elapsed()
+    );
+    drop(stops);
 }

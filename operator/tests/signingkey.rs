@@ -522,3 +522,68 @@ async fn standby_takes_over_when_the_leader_dies() {
     assert_ne!(new_holder, holder, "the Lease changed hands");
     drop(standby);
 }
+
+/// A leader stopped gracefully (SIGTERM, as when Kubernetes stops its pod) gives the
+/// Lease up, so the standby takes over at its next attempt instead of waiting out the
+/// lease duration (9 s here; the standby tries every 3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_releases_the_lease() {
+    let mut env = Env::start_with_lease(&[], "9s").await;
+    let [port] = latchkey_testkit::free_ports().expect("port");
+    let standby = env.spawn_operator(&format!("127.0.0.1:{port}")).await;
+    env.apply_yaml(&manifest("handover", "1h", "2s", "3s"))
+        .await
+        .ok();
+    let a = eventually("key A Active", || async {
+        signing_key(&env, "handover").await?.status?.active_kid
+    })
+    .await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), "default");
+    let holder = || async {
+        leases
+            .get("latchkey-operator")
+            .await
+            .ok()?
+            .spec?
+            .holder_identity
+    };
+    let leader = holder().await.expect("a leader");
+
+    let mut old = env.operator.take().expect("the leader process");
+    let stopped = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = old.terminate(Duration::from_secs(10));
+        (status, old.log_tail(20))
+    })
+    .await
+    .expect("terminate");
+    let (status, log) = status;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the leader did not exit cleanly on SIGTERM: {status:?}\n{log}"
+    );
+    assert!(log.contains("released the Lease"), "{log}");
+    let successor = eventually("the standby holds the Lease", || async {
+        holder().await.filter(|h| *h != leader)
+    })
+    .await;
+    let handover = stopped.elapsed();
+    eprintln!("SIGTERM to the leader -> standby holds the Lease: {handover:?} (lease 9 s)");
+    assert!(
+        handover < Duration::from_secs(6),
+        "{handover:?}: the standby waited for the Lease to expire"
+    );
+    assert!(!successor.is_empty());
+
+    annotate(&env, "handover", "latchkey.dev/rotate-now", "1").await;
+    eventually("the new leader rotates", || async {
+        signing_key(&env, "handover")
+            .await?
+            .status?
+            .next_kid
+            .filter(|k| *k != a)
+    })
+    .await;
+    drop(standby);
+}

@@ -78,6 +78,29 @@ impl ChildProcess {
         }
         let _ = self.child.wait();
     }
+
+    /// Sends SIGTERM (what the kubelet sends a stopping pod) and waits up to `grace` for
+    /// the process to exit on its own; `None` if it did not (it is then killed).
+    pub fn terminate(&mut self, grace: std::time::Duration) -> Option<std::process::ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Some(status);
+        }
+        // std has no signal API and the crate forbids unsafe code: kill(1) sends it.
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = std::time::Instant::now() + grace;
+        while sent && std::time::Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
 }
 
 impl Drop for ChildProcess {

@@ -41,6 +41,9 @@ pub struct Env {
     pub operator_addr: String,
     pub operator_args: Vec<String>,
     pub http: reqwest::Client,
+    /// `--lease-duration` of operators started from now on: a killed leader's successor
+    /// waits at most this long.
+    pub lease_duration: String,
     dir: tempfile::TempDir,
     restarts: u32,
 }
@@ -62,6 +65,11 @@ impl Env {
     /// Control plane + CRDs + database + namespace `shop`; the operator is started with
     /// `extra` flags.
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_with_lease(extra, "2s").await
+    }
+
+    /// [`Env::start`] with operators using `--lease-duration lease_duration`.
+    pub async fn start_with_lease(extra: &[&str], lease_duration: &str) -> Self {
         let plane = ControlPlane::start().await.expect("control plane starts");
         plane
             .apply_crds(&repo_root().join("charts/latchkey/crds"))
@@ -93,6 +101,7 @@ impl Env {
             operator_addr: format!("127.0.0.1:{port}"),
             operator_args: extra.iter().map(|s| (*s).to_owned()).collect(),
             http: reqwest::Client::new(),
+            lease_duration: lease_duration.to_owned(),
             dir: tempfile::tempdir().expect("tempdir"),
             restarts: 0,
         };
@@ -115,9 +124,8 @@ impl Env {
             addr.to_owned(),
             "--resync-interval".to_owned(),
             "1s".to_owned(),
-            // A killed operator's successor waits at most this long for the Lease.
             "--lease-duration".to_owned(),
-            "2s".to_owned(),
+            self.lease_duration.clone(),
             "--log-format".to_owned(),
             "text".to_owned(),
             "--log".to_owned(),
