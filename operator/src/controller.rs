@@ -103,8 +103,18 @@ async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
             Event::Cleanup(o) => o.cleanup(&ctx).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .await;
+    let result = match result {
+        // A stale event (e.g. from an owned Secret) for a resource whose cleanup already
+        // finished and which the API server has since removed: nothing left to do.
+        Err(kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(e)))
+            if e.code == 404 =>
+        {
+            tracing::debug!(object = %key, "already deleted");
+            Ok(Action::await_change())
+        }
+        other => other.map_err(|e| Error::Finalizer(Box::new(e))),
+    };
     metrics::reconciled(K::CONTROLLER, started.elapsed(), result.as_ref().err());
     match &result {
         Ok(_) => ctx.reset_failures(&key),
