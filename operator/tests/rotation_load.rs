@@ -134,9 +134,23 @@ fn header_kid(token: &str) -> String {
         .expect("kid")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_replicas_rotate_keys_without_a_failed_verification() {
-    let mut env = Env::start(&[]).await;
+/// A `SigningKey` with the given durations, the `reports` client, and one service
+/// replica per entry of `delays_ms` (how late its "kubelet" delivers Secret changes),
+/// each re-reading its keys every `reload_interval`.
+struct Fleet {
+    bases: Vec<String>,
+    client_id: String,
+    client_secret: String,
+    _stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    _root: tempfile::TempDir,
+}
+
+async fn fleet(
+    env: &Env,
+    (interval, pre_publish, retain): (&str, &str, &str),
+    delays_ms: &[u64],
+    reload_interval: &str,
+) -> Fleet {
     env.kubectl(&[
         "apply",
         "-n",
@@ -146,48 +160,60 @@ async fn three_replicas_rotate_keys_without_a_failed_verification() {
     ])
     .await
     .ok();
-    // Rotate every 6 s; publish 3 s ahead (> the slowest replica's 1.2 s + its 1 s
-    // reload); keep retired keys 10 s (tokens here are verified within a second of issue,
-    // and a replica may sign with a retired key until its next reload).
     env.apply_yaml(&format!(
         "apiVersion: latchkey.dev/v1alpha1
 kind: SigningKey
 metadata:
   name: latchkey
 spec:
-  rotationInterval: 6s
-  prePublish: 3s
-  retainAfterRetire: 10s
+  rotationInterval: {interval}
+  prePublish: {pre_publish}
+  retainAfterRetire: {retain}
   secretName: {SECRET}
 "
     ))
     .await
     .ok();
     let initial = eventually("the signing-key Secret", || async {
-        secret_files(&env).await.filter(|f| !f.is_empty())
+        secret_files(env).await.filter(|f| !f.is_empty())
     })
     .await;
     let secret = eventually("client credentials", || async {
         env.secret("reports-oauth").await
     })
     .await;
-    let client_id = secret_value(&secret, "client_id").expect("client_id");
-    let client_secret = secret_value(&secret, "client_secret").expect("client_secret");
-
     let root = tempfile::tempdir().expect("tempdir");
-    let mut replicas = Vec::new();
-    for (i, delay) in DELAYS_MS.into_iter().enumerate() {
+    let (mut bases, mut stops) = (Vec::new(), Vec::new());
+    for (i, delay) in delays_ms.iter().enumerate() {
         let keys_dir = root.path().join(format!("keys-{i}"));
         keydir::write_atomic(&keys_dir, &initial, &keydir::new_stamp()).expect("initial keys");
         tokio::spawn(kubelet(
             env.client.clone(),
             keys_dir.clone(),
-            Duration::from_millis(delay),
+            Duration::from_millis(*delay),
         ));
         let data_dir = root.path().join(format!("data-{i}"));
-        replicas.push(start_replica(&env, &data_dir, &keys_dir, "1s").await);
+        let (base, stop) = start_replica(env, &data_dir, &keys_dir, reload_interval).await;
+        bases.push(base);
+        stops.push(stop);
     }
-    let bases: Vec<String> = replicas.iter().map(|(b, _)| b.clone()).collect();
+    Fleet {
+        bases,
+        client_id: secret_value(&secret, "client_id").expect("client_id"),
+        client_secret: secret_value(&secret, "client_secret").expect("client_secret"),
+        _stops: stops,
+        _root: root,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_rotate_keys_without_a_failed_verification() {
+    let mut env = Env::start(&[]).await;
+    // Rotate every 6 s; publish 3 s ahead (> the slowest replica's 1.2 s + its 1 s
+    // reload); keep retired keys 10 s (tokens here are verified within a second of issue,
+    // and a replica may sign with a retired key until its next reload).
+    let fleet = fleet(&env, ("6s", "3s", "10s"), &DELAYS_MS, "1s").await;
+    let (bases, client_id, client_secret) = (&fleet.bases, &fleet.client_id, &fleet.client_secret);
 
     let mut issued = 0u32;
     let mut failures: Vec<String> = Vec::new();
@@ -210,7 +236,7 @@ spec:
         let response = env
             .http
             .post(format!("{}/oauth/token", bases[issuer]))
-            .basic_auth(&client_id, Some(&client_secret))
+            .basic_auth(client_id, Some(client_secret))
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await
@@ -265,7 +291,7 @@ spec:
         let introspection: Value = env
             .http
             .post(format!("{}/oauth/introspect", bases[introspector]))
-            .basic_auth(&client_id, Some(&client_secret))
+            .basic_auth(client_id, Some(client_secret))
             .form(&[("token", token)])
             .send()
             .await
@@ -362,60 +388,12 @@ async fn jwks_kids(env: &Env, base: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_kid_is_refused_at_once_by_every_replica() {
     let env = Env::start(&[]).await;
-    env.kubectl(&[
-        "apply",
-        "-n",
-        common::NS,
-        "-f",
-        &example("oauthclient-service.yaml"),
-    ])
-    .await
-    .ok();
-    env.apply_yaml(&format!(
-        "apiVersion: latchkey.dev/v1alpha1
-kind: SigningKey
-metadata:
-  name: latchkey
-spec:
-  rotationInterval: 24h
-  prePublish: 1h
-  retainAfterRetire: 1h
-  secretName: {SECRET}
-"
-    ))
-    .await
-    .ok();
-    let initial = eventually("the signing-key Secret", || async {
-        secret_files(&env).await.filter(|f| !f.is_empty())
-    })
-    .await;
-    let secret = eventually("client credentials", || async {
-        env.secret("reports-oauth").await
-    })
-    .await;
-    let id = secret_value(&secret, "client_id").expect("client_id");
-    let pw = secret_value(&secret, "client_secret").expect("client_secret");
-
-    let root = tempfile::tempdir().expect("tempdir");
-    let mut bases = Vec::new();
-    let mut stops = Vec::new();
-    for i in 0..2 {
-        let keys_dir = root.path().join(format!("keys-{i}"));
-        keydir::write_atomic(&keys_dir, &initial, &keydir::new_stamp()).expect("initial keys");
-        tokio::spawn(kubelet(
-            env.client.clone(),
-            keys_dir.clone(),
-            Duration::ZERO,
-        ));
-        let data_dir = root.path().join(format!("data-{i}"));
-        let (base, stop) = start_replica(&env, &data_dir, &keys_dir, "1h").await;
-        bases.push(base);
-        stops.push(stop);
-    }
-    let issued = token(&env, &bases[0], &id, &pw).await.expect("a token");
+    let fleet = fleet(&env, ("24h", "1h", "1h"), &[0, 0], "1h").await;
+    let (bases, id, pw) = (&fleet.bases, &fleet.client_id, &fleet.client_secret);
+    let issued = token(&env, &bases[0], id, pw).await.expect("a token");
     let revoked = header_kid(&issued);
-    for base in &bases {
-        assert!(active(&env, base, &id, &pw, &issued).await, "{base}");
+    for base in bases {
+        assert!(active(&env, base, id, pw, &issued).await, "{base}");
         assert!(jwks_kids(&env, base).await.contains(&revoked));
     }
 
@@ -432,9 +410,9 @@ spec:
     .await
     .expect("annotate");
     let mut refused_after = Vec::new();
-    for base in &bases {
+    for base in bases {
         loop {
-            if !active(&env, base, &id, &pw, &issued).await {
+            if !active(&env, base, id, pw, &issued).await {
                 refused_after.push(asked.elapsed());
                 break;
             }
@@ -453,21 +431,20 @@ spec:
     }
 
     // The replacement key signs as soon as the Secret has landed, at both replicas.
-    for base in &bases {
+    for base in bases {
         let fresh = eventually("a token signed by the new key", || async {
-            token(&env, base, &id, &pw)
+            token(&env, base, id, pw)
                 .await
                 .ok()
                 .filter(|t| header_kid(t) != revoked)
         })
         .await;
-        for other in &bases {
-            assert!(active(&env, other, &id, &pw, &fresh).await, "{other}");
+        for other in bases {
+            assert!(active(&env, other, id, pw, &fresh).await, "{other}");
         }
     }
     eprintln!(
         "revoke annotation -> both replicas sign with the new key: {:?}",
         asked.elapsed()
     );
-    drop(stops);
 }

@@ -276,20 +276,31 @@ fn not_ready(process: &ChildProcess, reason: String) -> Error {
     }
 }
 
-/// Three distinct free loopback ports. The listeners are held until all are chosen so
-/// they differ; another process may still take one before we use it (rare; the start
-/// then fails with the component's log).
+/// `N` distinct free loopback ports, never one this process handed out before (tests
+/// run in parallel threads, and the kernel may offer a port again as soon as the probe
+/// listener closes, before its new owner has bound it). Another process may still take
+/// one before we use it (rare; the start then fails with the component's log).
 pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
-    let listeners = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(io("finding free ports"))?;
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Probe listeners stay open until every port is chosen, so they differ.
+    let mut listeners = Vec::new();
     let mut ports = [0u16; N];
-    for (port, listener) in ports.iter_mut().zip(&listeners) {
-        *port = listener
+    let mut chosen = 0;
+    while chosen < N {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(io("finding free ports"))?;
+        let port = listener
             .local_addr()
             .map_err(io("finding free ports"))?
             .port();
+        if handed_out.insert(port) {
+            ports[chosen] = port;
+            chosen += 1;
+        }
+        listeners.push(listener);
     }
     Ok(ports)
 }
