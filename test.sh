@@ -78,6 +78,14 @@ build_controlplane() {
     printf '  control plane binaries in %s\n' "$LATCHKEY_TEST_K8S_BIN_DIR"
 }
 
+# The real helm CLI of the chart tests, built from its Go module and cached the same way.
+build_helm() {
+    local bin
+    bin=$(nice -n 19 "$REPO_ROOT/tests/helm/build.sh" | tail -1) || return 1
+    export LATCHKEY_TEST_HELM_BIN_DIR="$bin"
+    printf '  helm in %s\n' "$LATCHKEY_TEST_HELM_BIN_DIR"
+}
+
 start_services() {
     # Never reuse services exported into the caller's shell by a standalone
     # `services.sh start`: this run starts (and stops) its own.
@@ -100,6 +108,10 @@ if ! step tools ensure_tools; then
 fi
 printf '  %s, %s\n' "$(cargo --version)" "$(rustc --version)"
 if ! step k8s build_controlplane; then
+    summary
+    exit 1
+fi
+if ! step helm build_helm; then
     summary
     exit 1
 fi

@@ -29,6 +29,9 @@ use std::path::PathBuf;
 pub const BIN_DIR_ENV: &str = "LATCHKEY_TEST_K8S_BIN_DIR";
 /// Optionally names the `kubectl` to use (default: the one in [`BIN_DIR_ENV`]).
 pub const KUBECTL_ENV: &str = "LATCHKEY_TEST_KUBECTL";
+/// Names the directory holding `helm` (and the ServiceMonitor CRD), built by
+/// `tests/helm/build.sh`.
+pub const HELM_BIN_DIR_ENV: &str = "LATCHKEY_TEST_HELM_BIN_DIR";
 /// Names the PostgreSQL server (an admin URL) tests create their databases on.
 pub const DATABASE_URL_ENV: &str = "LATCHKEY_TEST_DATABASE_URL";
 
@@ -98,6 +101,31 @@ pub fn kubectl_path() -> Result<PathBuf> {
     } else {
         Err(Error::Environment(format!(
             "no kubectl at {}: set {KUBECTL_ENV} or run tests/controlplane/build.sh",
+            path.display()
+        )))
+    }
+}
+
+/// The directory with `helm` and the ServiceMonitor CRD, from [`HELM_BIN_DIR_ENV`].
+pub fn helm_bin_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os(HELM_BIN_DIR_ENV).ok_or_else(|| {
+        Error::Environment(format!(
+            "{HELM_BIN_DIR_ENV} is not set: run ./test.sh, or export \
+             {HELM_BIN_DIR_ENV}=$(tests/helm/build.sh | tail -1)"
+        ))
+    })?;
+    Ok(PathBuf::from(dir))
+}
+
+/// The `helm` binary in [`HELM_BIN_DIR_ENV`].
+pub fn helm_path() -> Result<PathBuf> {
+    let path = helm_bin_dir()?.join("helm");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::Environment(format!(
+            "no helm at {}: run tests/helm/build.sh and export {HELM_BIN_DIR_ENV} to the \
+             directory it prints",
             path.display()
         )))
     }

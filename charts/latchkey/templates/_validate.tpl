@@ -5,18 +5,27 @@ names the values to change.
 */}}
 {{- define "latchkey.validate" -}}
 {{- $v := .Values }}
-{{- if $v.signingKey.create }}
-{{- $retain := include "latchkey.seconds" $v.signingKey.retainAfterRetire | int64 }}
 {{- $ttl := include "latchkey.seconds" $v.service.accessTokenTTL | int64 }}
+{{- if or (lt $ttl 60) (gt $ttl 86400) }}
+{{- fail (printf "service.accessTokenTTL (%s) must be between 60s and 24h: the service refuses to start otherwise" (toString $v.service.accessTokenTTL)) }}
+{{- end }}
+{{- if and $v.operator.enabled $v.operator.leaderElection.enabled (lt (include "latchkey.seconds" $v.operator.leaderElection.leaseDuration | int64) 2) }}
+{{- fail (printf "operator.leaderElection.leaseDuration (%s) must be at least 2s: the operator refuses to start otherwise" (toString $v.operator.leaderElection.leaseDuration)) }}
+{{- end }}
+{{- if $v.signingKey.create }}
+{{- if ge (include "latchkey.seconds" $v.signingKey.prePublish | int64) (include "latchkey.seconds" $v.signingKey.rotationInterval | int64) }}
+{{- fail (printf "signingKey.prePublish (%s) must be shorter than signingKey.rotationInterval (%s): a new key is published prePublish before the active one has signed for rotationInterval" (toString $v.signingKey.prePublish) (toString $v.signingKey.rotationInterval)) }}
+{{- end }}
+{{- $retain := include "latchkey.seconds" $v.signingKey.retainAfterRetire | int64 }}
 {{- $reload := include "latchkey.seconds" $v.service.keysReloadInterval | int64 }}
 {{- $need := add $ttl $reload 5 }}
 {{- if lt $retain $need }}
-{{- fail (printf "signingKey.retainAfterRetire (%s = %ds) must be at least service.accessTokenTTL + service.keysReloadInterval + 5 s of clock skew (%ds): a retired key must stay in JWKS until the last token it signed has expired, or those tokens fail verification early" $v.signingKey.retainAfterRetire $retain $need) }}
+{{- fail (printf "signingKey.retainAfterRetire (%s = %ds) must be at least service.accessTokenTTL + service.keysReloadInterval + 5 s of clock skew (%ds): a retired key must stay in JWKS until the last token it signed has expired, or those tokens fail verification early" (toString $v.signingKey.retainAfterRetire) $retain $need) }}
 {{- end }}
 {{- $prePublish := include "latchkey.seconds" $v.signingKey.prePublish | int64 }}
 {{- $maxAge := include "latchkey.seconds" $v.service.jwksMaxAge | int64 }}
 {{- if ge $maxAge $prePublish }}
-{{- fail (printf "service.jwksMaxAge (%s) must be shorter than signingKey.prePublish (%s): a verifier caching the JWKS for max-age must see a new key before it signs" $v.service.jwksMaxAge $v.signingKey.prePublish) }}
+{{- fail (printf "service.jwksMaxAge (%s) must be shorter than signingKey.prePublish (%s): a verifier caching the JWKS for max-age must see a new key before it signs" (toString $v.service.jwksMaxAge) (toString $v.signingKey.prePublish)) }}
 {{- end }}
 {{- end }}
 {{- $multi := or (gt (int $v.service.replicas) 1) $v.service.autoscaling.enabled }}
