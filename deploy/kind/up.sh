@@ -177,6 +177,12 @@ create_latchkey_secrets() {
 # redis.enabled=true: use the Redis installed above (the chart's default is off).
 # service.replicas=2: one pod per worker, so the topology spread is visible (needs Redis).
 # Arguments given to up.sh come last and so override these.
+# The image's content id (sha256:...): as a pod annotation it changes the pod template
+# whenever a rebuild under the same tag changed the image, so helm rolls the pods.
+image_id() {
+    docker image inspect --format '{{.Id}}' "$1" | tr ':' '-'
+}
+
 install_chart() {
     log "helm upgrade --install $RELEASE charts/latchkey (waits up to $HELM_TIMEOUT)"
     helm upgrade --install "$RELEASE" "$ROOT/charts/latchkey" \
@@ -186,6 +192,8 @@ install_chart() {
         --set-string issuer="$ISSUER" \
         --set redis.enabled=true \
         --set service.replicas=2 \
+        --set-string "service.podAnnotations.latchkey\.dev/image-id=$(image_id "$SERVICE_IMAGE")" \
+        --set-string "operator.podAnnotations.latchkey\.dev/image-id=$(image_id "$OPERATOR_IMAGE")" \
         --wait --timeout "$HELM_TIMEOUT" \
         "$@"
     kn get pods -o wide
