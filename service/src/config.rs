@@ -503,6 +503,12 @@ impl Config {
                 problems.push(format!(
                     "RATE_LIMITING_ROUTES: {route} is never rate limited; remove it"
                 ));
+            } else if !crate::routes::TEMPLATES.contains(&route.as_str()) {
+                problems.push(format!(
+                    "RATE_LIMITING_ROUTES: {route} is not a route of the service; use a route \
+                     template exactly as listed in README (e.g. /auth/login, /oauth/token, \
+                     /oauth/clients/{{client_id}})"
+                ));
             }
         }
         if problems.is_empty() {
@@ -652,12 +658,13 @@ mod tests {
             "--account-lockout-max-duration",
             "30m",
             "--rate-limiting-routes",
-            "/ready=1/second",
+            "/ready=1/second,/auth/logn=5/minute,/oauth/token=off",
         ]);
         let problems = config.validate().expect_err("invalid");
-        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert_eq!(problems.len(), 3, "{problems:#?}");
         assert!(problems[0].contains("ACCOUNT_LOCKOUT_MAX_DURATION"));
         assert!(problems[1].contains("/ready is never rate limited"));
+        assert!(problems[2].contains("/auth/logn is not a route"));
         let off = parse(&[
             "--account-lockout-attempts",
             "0",

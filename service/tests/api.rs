@@ -27,6 +27,31 @@ both_backends!(
     metadata_health_ready_metrics_and_headers,
 );
 
+/// `latchkey::routes::TEMPLATES` (what RATE_LIMITING_ROUTES may name) is exactly what the
+/// router matches: each template, requested, is reported under that template.
+#[tokio::test]
+async fn every_listed_route_template_is_served() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let http = reqwest::Client::new();
+    for template in latchkey::routes::TEMPLATES {
+        let path = template.replace("{client_id}", "no-such-client");
+        let status = http
+            .get(server.url(&path))
+            .send()
+            .await
+            .expect("request")
+            .status();
+        assert_ne!(status, 500, "{template}");
+    }
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    for template in latchkey::routes::TEMPLATES {
+        assert!(
+            metrics.contains(&format!(r#"route="{template}""#)),
+            "{template} was not matched by the router"
+        );
+    }
+}
+
 fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("json"))
 }
