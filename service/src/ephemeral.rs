@@ -483,13 +483,18 @@ impl RedisStore {
     /// on in process (`Ok`, fail open) or refuse the request (`Err`, fail closed).
     fn degraded(&self, err: &redis::RedisError) -> Result<()> {
         metrics::counter!("latchkey_rate_limit_backend_errors_total").increment(1);
+        let log = LIMITS_LOG.allow(latchkey_store::now_ms());
         match self.failure {
             RedisFailure::Open => {
-                tracing::warn!(error = %err, "redis unreachable: rate limits and lockout counted in process");
+                if let Some(since) = log {
+                    tracing::warn!(error = %err, failures_since_last_line = since, "redis unreachable: rate limits and lockout counted in process");
+                }
                 Ok(())
             }
             RedisFailure::Closed => {
-                tracing::error!(error = %err, "redis unreachable: refusing requests (RATE_LIMITING_REDIS_FAILURE=closed)");
+                if let Some(since) = log {
+                    tracing::error!(error = %err, failures_since_last_line = since, "redis unreachable: refusing requests (RATE_LIMITING_REDIS_FAILURE=closed)");
+                }
                 Err(Error::Unavailable("rate limiting is not available"))
             }
         }
@@ -499,8 +504,50 @@ impl RedisStore {
 /// A revocation check that cannot be made must not let a revoked token through: the
 /// request fails closed with 503.
 fn redis_unavailable(err: redis::RedisError) -> Error {
-    tracing::error!(error = %err, "redis request failed");
+    if let Some(since) = REVOCATION_LOG.allow(latchkey_store::now_ms()) {
+        tracing::error!(error = %err, failures_since_last_line = since, "redis request failed");
+    }
     Error::Unavailable("the revocation list is not reachable")
+}
+
+/// While Redis is down every request fails the same way: one log line per
+/// [`LogThrottle::EVERY_MS`] (with the count of failures since the previous line) says
+/// as much as one per request, without flooding the logs. Metrics count every failure.
+static LIMITS_LOG: LogThrottle = LogThrottle::new();
+static REVOCATION_LOG: LogThrottle = LogThrottle::new();
+
+struct LogThrottle {
+    last_ms: std::sync::atomic::AtomicI64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogThrottle {
+    const EVERY_MS: i64 = 10_000;
+
+    const fn new() -> Self {
+        Self {
+            last_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(failures since the last line, this one included)` when this failure should
+    /// be logged.
+    fn allow(&self, now_ms: i64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_ms.load(Relaxed);
+        if now_ms.saturating_sub(last) >= Self::EVERY_MS
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Relaxed) + 1)
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,6 +555,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_failing_redis_is_logged_once_per_interval_with_a_count() {
+        let throttle = LogThrottle::new();
+        assert_eq!(throttle.allow(1_000), Some(1));
+        assert_eq!(throttle.allow(1_001), None);
+        assert_eq!(throttle.allow(10_999), None);
+        assert_eq!(
+            throttle.allow(11_000),
+            Some(3),
+            "two held back, plus this one"
+        );
+        assert_eq!(throttle.allow(11_001), None);
+    }
 
     #[test]
     fn gcra_allows_the_limit_then_refuses_until_an_interval_passes() {
