@@ -27,68 +27,21 @@ K8S_BUILD_DATE=2026-09-23T17:08:30Z
 ETCD_VERSION=v3.6.5
 ETCD_GIT_SHA=a0614505aff9b8ff469e9c59c2d979a5936d13f4   # tag v3.6.5
 
-log() { printf 'controlplane/build.sh: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-trap 'rc=$?; log "FAILED (exit $rc) at line $LINENO: $BASH_COMMAND"; exit $rc' ERR
-
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE_ROOT=${LATCHKEY_CACHE_DIR:-${HOME:?HOME is not set}/.cache/latchkey}
-CP_DIR=$CACHE_ROOT/controlplane/$K8S_VERSION
-BIN_DIR=$CP_DIR/bin
-STAMP_FILE=$CP_DIR/stamp
 BINARIES=(kube-apiserver kubectl etcd)
-
-sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -d' ' -f1
-  else shasum -a 256 | cut -d' ' -f1
-  fi
-}
-# Content only (no paths), so every clone of the repo computes the same stamp.
-STAMP=$(cat "$HERE/go.mod" "$HERE/go.sum" "$HERE/etcd/go.mod" "$HERE/etcd/go.sum" \
-            "$HERE/build.sh" | sha256)
-
-up_to_date() {
-  [[ "${LATCHKEY_CONTROLPLANE_FORCE:-0}" != 1 ]] || return 1
-  [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$STAMP" ]] || return 1
+GB_NAME=controlplane/build.sh
+GB_OUT_DIR=${LATCHKEY_CACHE_DIR:-${HOME:?HOME is not set}/.cache/latchkey}/controlplane/$K8S_VERSION
+GB_FORCE=${LATCHKEY_CONTROLPLANE_FORCE:-0}
+gb_complete() {
   local b
-  for b in "${BINARIES[@]}"; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+  for b in "${BINARIES[@]}"; do [[ -x "$1/$b" ]] || return 1; done
 }
+# shellcheck source=tests/lib/gobuild.sh
+source "$HERE/../lib/gobuild.sh"
 
-if up_to_date; then
-  log "cached: $BIN_DIR (stamp ${STAMP:0:12})"
-  printf '%s\n' "$BIN_DIR"
-  exit 0
-fi
-
-mkdir -p "$CP_DIR"
-# Serialize concurrent builds (e.g. parallel test jobs) when flock exists.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$CP_DIR/.lock"
-  log "waiting for build lock $CP_DIR/.lock"
-  flock 9
-  if up_to_date; then   # another process finished the build meanwhile
-    log "cached: $BIN_DIR (built by a concurrent run)"
-    printf '%s\n' "$BIN_DIR"
-    exit 0
-  fi
-fi
-
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "no 'go' on PATH and no /usr/local/go/bin/go; install Go >= 1.25 or set GO="
-  fi
-fi
-
-export GOMODCACHE=$CACHE_ROOT/go/mod
-export GOCACHE=$CACHE_ROOT/go/build
-export CGO_ENABLED=0
-export GOWORK=off           # never pick up a go.work from a parent directory
-export GOFLAGS=-mod=readonly  # build exactly what go.mod/go.sum pin
-unset GOOS GOARCH GOBIN
-mkdir -p "$GOMODCACHE" "$GOCACHE"
-
-log "using $("$GO" version) (GOMODCACHE=$GOMODCACHE GOCACHE=$GOCACHE)"
+gb_stamp "$HERE/go.mod" "$HERE/go.sum" "$HERE/etcd/go.mod" "$HERE/etcd/go.sum" "$HERE/build.sh"
+gb_exit_if_cached
+gb_setup_go
 
 # The pins in this script must match the modules.
 got=$(cd "$HERE" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)
@@ -106,11 +59,9 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 etcd_ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_GIT_SHA"
 
-TMP_BIN=$(mktemp -d "$CP_DIR/bin.tmp.XXXXXX")
-trap 'rm -rf "$TMP_BIN"' EXIT
-chmod 755 "$TMP_BIN"
+gb_tmp_bin
+TMP_BIN=$GB_TMP_BIN
 
-start=$SECONDS
 log "downloading modules (first run: a few hundred MB into $GOMODCACHE)"
 (cd "$HERE" && "$GO" mod download) >&2
 (cd "$HERE/etcd" && "$GO" mod download) >&2
@@ -131,8 +82,4 @@ out=$("$TMP_BIN/kubectl" version --client 2>&1)
 out=$("$TMP_BIN/etcd" --version 2>&1)
 [[ "$out" == *"etcd Version: ${ETCD_VERSION#v}"* ]] || die "etcd --version printed: $out"
 
-rm -rf "$BIN_DIR"
-mv "$TMP_BIN" "$BIN_DIR"
-printf '%s\n' "$STAMP" > "$STAMP_FILE"
-log "built in $((SECONDS - start))s: $BIN_DIR"
-printf '%s\n' "$BIN_DIR"
+gb_install

@@ -13,7 +13,7 @@
 # The binary goes to ${LATCHKEY_CACHE_DIR:-$HOME/.cache/latchkey}/helm/<version>/bin,
 # sharing Go's module/build caches with tests/controlplane/build.sh, so other
 # clones reuse it. The build is skipped when the binary exists and the stamp
-# (sha256 of go.mod, go.sum and this script) matches. Progress goes to stderr;
+# (sha256 of go.mod, go.sum, this script and tests/lib/gobuild.sh) matches. Progress goes to stderr;
 # the only stdout line is the bin dir.
 #
 # Environment:
@@ -31,71 +31,24 @@ PROM_OPERATOR_VERSION=v0.85.0
 PROM_OPERATOR_SUM=h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s=
 SERVICEMONITOR_CRD=monitoring.coreos.com_servicemonitors.yaml
 
-log() { printf 'helm/build.sh: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-trap 'rc=$?; log "FAILED (exit $rc) at line $LINENO: $BASH_COMMAND"; exit $rc' ERR
-
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE_ROOT=${LATCHKEY_CACHE_DIR:-${HOME:?HOME is not set}/.cache/latchkey}
-OUT_DIR=$CACHE_ROOT/helm/$HELM_VERSION
-BIN_DIR=$OUT_DIR/bin
-STAMP_FILE=$OUT_DIR/stamp
+GB_NAME=helm/build.sh
+GB_OUT_DIR=${LATCHKEY_CACHE_DIR:-${HOME:?HOME is not set}/.cache/latchkey}/helm/$HELM_VERSION
+GB_FORCE=${LATCHKEY_HELM_FORCE:-0}
+gb_complete() { [[ -x "$1/helm" && -f "$1/$SERVICEMONITOR_CRD" ]]; }
+# shellcheck source=tests/lib/gobuild.sh
+source "$HERE/../lib/gobuild.sh"
 
-sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -d' ' -f1
-  else shasum -a 256 | cut -d' ' -f1
-  fi
-}
-STAMP=$(cat "$HERE/go.mod" "$HERE/go.sum" "$HERE/build.sh" | sha256)
-
-up_to_date() {
-  [[ "${LATCHKEY_HELM_FORCE:-0}" != 1 ]] || return 1
-  [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$STAMP" && -x "$BIN_DIR/helm" \
-     && -f "$BIN_DIR/$SERVICEMONITOR_CRD" ]]
-}
-
-if up_to_date; then
-  log "cached: $BIN_DIR (stamp ${STAMP:0:12})"
-  printf '%s\n' "$BIN_DIR"
-  exit 0
-fi
-
-mkdir -p "$OUT_DIR"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$OUT_DIR/.lock"
-  log "waiting for build lock $OUT_DIR/.lock"
-  flock 9
-  if up_to_date; then
-    log "cached: $BIN_DIR (built by a concurrent run)"
-    printf '%s\n' "$BIN_DIR"
-    exit 0
-  fi
-fi
-
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "no 'go' on PATH and no /usr/local/go/bin/go; install Go >= 1.25 or set GO="
-  fi
-fi
-
-export GOMODCACHE=$CACHE_ROOT/go/mod
-export GOCACHE=$CACHE_ROOT/go/build
-export CGO_ENABLED=0
-export GOWORK=off
-export GOFLAGS=-mod=readonly
-unset GOOS GOARCH GOBIN
-mkdir -p "$GOMODCACHE" "$GOCACHE"
-log "using $("$GO" version)"
+gb_stamp "$HERE/go.mod" "$HERE/go.sum" "$HERE/build.sh"
+gb_exit_if_cached
+gb_setup_go
 
 got=$(cd "$HERE" && "$GO" list -m -f '{{.Version}}' helm.sh/helm/v3)
 [[ "$got" == "$HELM_VERSION" ]] || die "go.mod pins helm $got but build.sh says $HELM_VERSION"
 
-TMP_BIN=$(mktemp -d "$OUT_DIR/bin.tmp.XXXXXX")
-trap 'rm -rf "$TMP_BIN"' EXIT
-chmod 755 "$TMP_BIN"
+gb_tmp_bin
+TMP_BIN=$GB_TMP_BIN
 
-start=$SECONDS
 log "downloading modules"
 (cd "$HERE" && "$GO" mod download) >&2
 # The Kubernetes version `helm template` and `helm lint` assume (.Capabilities.KubeVersion,
@@ -137,8 +90,4 @@ out=$(HOME=$probe "$TMP_BIN/helm" template "$probe/chart" 2>&1) || true
 rm -rf "$probe"
 [[ "$out" == *"kube: v1.$KUBE_MINOR.0"* ]] || die "helm template assumes another Kubernetes: $out"
 
-rm -rf "$BIN_DIR"
-mv "$TMP_BIN" "$BIN_DIR"
-printf '%s\n' "$STAMP" > "$STAMP_FILE"
-log "built in $((SECONDS - start))s: $BIN_DIR"
-printf '%s\n' "$BIN_DIR"
+gb_install
