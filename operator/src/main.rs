@@ -9,6 +9,12 @@ use latchkey_operator::Config;
 use latchkey_operator::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
+/// The static (musl) builds of the container images use mimalloc, as the service does
+/// (musl's own allocator is slow under concurrency).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
