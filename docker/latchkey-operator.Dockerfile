@@ -22,8 +22,8 @@ ARG ALPINE_IMAGE=alpine:3.23
 # ---------------------------------------------------------------------------------
 FROM ${RUST_IMAGE} AS build
 
-# gcc/musl-dev: C compiler and libc headers for aws-lc-sys, ring and libsqlite3-sys
-# (bundled SQLite; the shared store crate enables it). linux-headers: lets
+# gcc/musl-dev: C compiler and libc headers for aws-lc-sys, ring, libsqlite3-sys
+# (bundled SQLite; the shared store crate enables it) and libmimalloc-sys. linux-headers: lets
 # aws-lc find <linux/random.h> (getrandom), as on glibc; without it aws-lc falls back
 # to getentropy(). file/binutils: docker/assert-static.sh (file(1), readelf).
 # Package versions are not pinned: Alpine drops superseded versions from its mirrors,

@@ -17,7 +17,8 @@
 #                bindings pre-generated for x86_64/aarch64-unknown-linux-musl, so no
 #                cmake, clang, Go or Perl;
 #              ring (a dependency of rustls-webpki) — cc;
-#              libsqlite3-sys (sqlx's SQLite backend, "bundled") — cc.
+#              libsqlite3-sys (sqlx's SQLite backend, "bundled") — cc;
+#              libmimalloc-sys (the allocator of musl builds, see service/src/main.rs) — cc.
 #            Rust's musl targets link statically by default (crt-static).
 #   rootfs — CA certificates, /etc/passwd and /etc/group (nonroot 65532), /tmp and the
 #            data directory, assembled on plain Alpine.
