@@ -42,7 +42,7 @@ ENV CARGO_TARGET_DIR=/cargo-target \
     CARGO_TERM_COLOR=never \
     CARGO_INCREMENTAL=0
 
-# Cache mounts: the crates.io registry/git checkouts (shared by both Dockerfiles) and
+# Cache mounts: the cargo registry/git checkouts (shared by both Dockerfiles) and
 # the target directory (per platform; both binaries share the compiled dependencies).
 # `sharing=locked` serialises concurrent builds instead of corrupting the caches.
 # The target dir is a cache mount, so the binary is copied out in the same step.
