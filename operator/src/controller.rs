@@ -39,6 +39,11 @@ pub trait Reconciled:
     const FINALIZER: &'static str;
     /// The plural kind, for the "CRD not installed" error.
     const PLURAL: &'static str;
+    /// The status subresource's type.
+    type Status: Serialize + PartialEq + Send + Sync;
+
+    /// The status as last read.
+    fn status(&self) -> Option<&Self::Status>;
 
     /// Brings the world in line with a live resource.
     fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
@@ -148,14 +153,18 @@ pub fn object_key<K: Reconciled>(obj: &K) -> String {
     )
 }
 
-/// Writes `status` to the status subresource with server-side apply, so a field this
-/// manager set before and omits now (the end of a rotation's overlap) is removed, which
-/// a merge patch would leave in place.
-pub async fn apply_status<K: Reconciled>(
+/// Writes `status` to the status subresource unless the resource already has exactly
+/// that status; returns whether it wrote. Server-side apply, so a field this manager set
+/// before and omits now (the end of a rotation's overlap) is removed, which a merge patch
+/// would leave in place.
+pub async fn write_status<K: Reconciled>(
     ctx: &Context,
     obj: &K,
-    status: &impl Serialize,
-) -> Result<()> {
+    status: K::Status,
+) -> Result<bool> {
+    if obj.status() == Some(&status) {
+        return Ok(false);
+    }
     let ns = obj
         .namespace()
         .ok_or(Error::MissingField(".metadata.namespace"))?;
@@ -171,7 +180,7 @@ pub async fn apply_status<K: Reconciled>(
         &Patch::Apply(body),
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Publishes an Event about `obj` and counts it by reason.

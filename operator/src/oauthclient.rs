@@ -25,9 +25,15 @@ pub const FINALIZER: &str = "latchkey.dev/oauthclient-cleanup";
 pub const MANAGER: &str = "latchkey-operator";
 
 impl Reconciled for OAuthClient {
+    type Status = OAuthClientStatus;
+
     const CONTROLLER: &'static str = "oauthclient";
     const FINALIZER: &'static str = FINALIZER;
     const PLURAL: &'static str = "OAuthClients";
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
 
     async fn apply(&self, ctx: &Context) -> Result<Action> {
         apply(self, ctx).await
@@ -204,7 +210,7 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         readiness,
         now,
     );
-    write_status(obj, ctx, &before, status).await?;
+    controller::write_status(ctx, obj, status).await?;
     // 4. Events.
     announce(obj, ctx, &validated.secret_name, &secret_plan, row_action).await;
     Ok(Action::requeue(plan::requeue_after(
@@ -235,26 +241,12 @@ async fn fail(
         readiness,
         now,
     );
-    let changed = write_status(obj, ctx, before, status).await?;
+    let changed = controller::write_status(ctx, obj, status).await?;
     tracing::info!(object = %controller::object_key(obj), reason, message = %note, "not ready");
     if changed {
         controller::publish(ctx, obj, EventType::Warning, reason, &note).await;
     }
     Ok(())
-}
-
-/// Patches the status subresource if it changed; returns whether it did.
-async fn write_status(
-    obj: &OAuthClient,
-    ctx: &Context,
-    before: &OAuthClientStatus,
-    status: OAuthClientStatus,
-) -> Result<bool> {
-    if *before == status && obj.status.is_some() {
-        return Ok(false);
-    }
-    controller::apply_status(ctx, obj, &status).await?;
-    Ok(true)
 }
 
 async fn announce(

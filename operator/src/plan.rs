@@ -217,15 +217,30 @@ pub struct Previous {
     pub expires_at: i64,
 }
 
-/// What the operator finds in the Secret named by the spec.
+/// What the operator finds in the Secret named by a spec (`S`: the state read from it;
+/// both controllers keep theirs in the Secret they own).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Found {
+pub enum Found<S> {
     /// No such Secret.
     Missing,
     /// A Secret this resource does not own: never taken over.
     Foreign,
     /// Our Secret, with whatever state it still holds.
-    Owned(Stored),
+    Owned(S),
+}
+
+/// Classifies `secret` for the resource `owner_uid`, reading the state of an owned one
+/// with `read`.
+pub fn found<S>(
+    secret: Option<&Secret>,
+    owner_uid: &str,
+    read: impl FnOnce(&Secret) -> S,
+) -> Found<S> {
+    match secret {
+        None => Found::Missing,
+        Some(secret) if !controlled_by(secret, owner_uid) => Found::Foreign,
+        Some(secret) => Found::Owned(read(secret)),
+    }
 }
 
 /// The operator's state, as read back from its Secret.
@@ -250,13 +265,11 @@ pub fn controlled_by(secret: &Secret, owner_uid: &str) -> bool {
 }
 
 /// Reads the operator's state from `secret`, which must be owned by the resource `uid`.
-pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found {
-    let Some(secret) = secret else {
-        return Found::Missing;
-    };
-    if !controlled_by(secret, owner_uid) {
-        return Found::Foreign;
-    }
+pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found<Stored> {
+    found(secret, owner_uid, read_stored)
+}
+
+fn read_stored(secret: &Secret) -> Stored {
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();
     let data = secret.data.clone().unwrap_or_default();
     let plaintext = data
@@ -275,14 +288,14 @@ pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found {
         }),
         _ => None,
     };
-    Found::Owned(Stored {
+    Stored {
         secret: plaintext,
         rotation_generation: annotations
             .get(ROTATION_ANNOTATION)
             .and_then(|v| v.parse().ok()),
         generated_at: time(GENERATED_AT_ANNOTATION),
         previous,
-    })
+    }
 }
 
 /// Whether `s` has the shape of a secret from [`ClientSecret::generate`] (43 base64url

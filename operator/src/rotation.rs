@@ -32,7 +32,7 @@ use latchkey_store::keys::{ALLOWED_BITS, PublicJwk};
 use latchkey_store::signing_keys::{KeyState, SigningKeyRow};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::plan::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// Label naming the SigningKey a Secret belongs to.
 pub const SIGNINGKEY_LABEL: &str = "latchkey.dev/signingkey";
@@ -162,15 +162,6 @@ impl Key {
     }
 }
 
-/// What the operator finds in the Secret named by the spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Found {
-    Missing,
-    /// Not owned by this resource: never taken over.
-    Foreign,
-    Owned(Stored),
-}
-
 /// The operator's state as read back from its Secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stored {
@@ -181,13 +172,11 @@ pub struct Stored {
 }
 
 /// Reads the state from `secret`, which must be owned by the resource `owner_uid`.
-pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found {
-    let Some(secret) = secret else {
-        return Found::Missing;
-    };
-    if !crate::plan::controlled_by(secret, owner_uid) {
-        return Found::Foreign;
-    }
+pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found<Stored> {
+    crate::plan::found(secret, owner_uid, read_stored)
+}
+
+fn read_stored(secret: &Secret) -> Stored {
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();
     let keys: Vec<Key> = annotations
         .get(KEYS_ANNOTATION)
@@ -202,11 +191,11 @@ pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found {
             Some((kid.to_owned(), pem.clone()))
         })
         .collect();
-    Found::Owned(Stored {
+    Stored {
         keys: keys.into_iter().filter(|k| k.kid == k.jwk.kid).collect(),
         private,
         rotate_handled: annotations.get(ROTATE_HANDLED_ANNOTATION).cloned(),
-    })
+    }
 }
 
 /// The manual actions asked for through annotations on the resource.

@@ -34,16 +34,23 @@ use latchkey_store::signing_keys;
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
 use crate::oauthclient::MANAGER;
-use crate::rotation::{self, Found, Key, Manual, Plan};
+use crate::plan::Found;
+use crate::rotation::{self, Key, Manual, Plan};
 use crate::{Error, Result};
 
 /// The finalizer that keeps a resource until its rows are gone.
 pub const FINALIZER: &str = "latchkey.dev/signingkey-cleanup";
 
 impl Reconciled for SigningKey {
+    type Status = SigningKeyStatus;
+
     const CONTROLLER: &'static str = "signingkey";
     const FINALIZER: &'static str = FINALIZER;
     const PLURAL: &'static str = "SigningKeys";
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
 
     async fn apply(&self, ctx: &Context) -> Result<Action> {
         apply(self, ctx).await
@@ -179,7 +186,7 @@ async fn apply(obj: &SigningKey, ctx: &Context) -> Result<Action> {
     // 5. Status, Events, requeue.
     let next_at = rotation::next_transition(&params, &plan.keys);
     let status = status(obj, &before, &plan.keys, next_at, &secret_name, now);
-    write_status(obj, ctx, &before, status).await?;
+    controller::write_status(ctx, obj, status).await?;
     announce(obj, ctx, &plan, created.as_deref(), &secret_name).await;
     let after = latchkey_store::now_ms();
     Ok(match next_at {
@@ -302,24 +309,10 @@ async fn not_ready(
         conditions: conditions(before, generation, false, reason, message.clone(), now),
         ..before.clone()
     };
-    if write_status(obj, ctx, before, status).await? {
+    if controller::write_status(ctx, obj, status).await? {
         controller::publish(ctx, obj, EventType::Warning, reason, &message).await;
     }
     Ok(())
-}
-
-/// Applies the status if it changed; returns whether it did.
-async fn write_status(
-    obj: &SigningKey,
-    ctx: &Context,
-    before: &SigningKeyStatus,
-    status: SigningKeyStatus,
-) -> Result<bool> {
-    if *before == status && obj.status.is_some() {
-        return Ok(false);
-    }
-    controller::apply_status(ctx, obj, &status).await?;
-    Ok(true)
 }
 
 async fn announce(
