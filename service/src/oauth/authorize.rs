@@ -21,6 +21,7 @@ use super::form::Params;
 use super::scopes;
 use crate::app::AppState;
 use crate::error::Error;
+use crate::mail::escape;
 use crate::routes::auth::verify_login;
 use crate::tokens::{digest, random_token};
 
@@ -471,21 +472,6 @@ fn csrf_token(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValu
 }
 
 // === pages ===
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}\
 h1{font-size:1.4rem}label{display:block;margin-top:1rem;font-weight:600}\

@@ -97,18 +97,29 @@ pub fn send_verification(state: AppState, user: User) {
 }
 
 async fn mail_verification(state: &AppState, user: &User) -> Result<()> {
+    mail_link(state, user, Purpose::VerifyEmail).await
+}
+
+/// Issues a single-use token for `purpose` (stored as a digest) and mails `user` the
+/// link that carries it.
+async fn mail_link(state: &AppState, user: &User, purpose: Purpose) -> Result<()> {
+    type Compose = fn(&str, &str, &str, &str, &str) -> mail::Mail;
+    let (ttl, path, compose): (_, _, Compose) = match purpose {
+        Purpose::VerifyEmail => (
+            state.settings.email_verification_ttl,
+            "/auth/verify-email",
+            mail::verify_email,
+        ),
+        Purpose::PasswordReset => (
+            state.settings.password_reset_ttl,
+            "/auth/password-reset/confirm",
+            mail::password_reset,
+        ),
+    };
     let now = now_ms();
-    let ttl = state.settings.email_verification_ttl;
-    let token = email_tokens::issue(
-        &state.db,
-        &user.id,
-        Purpose::VerifyEmail,
-        now,
-        now + ttl_ms(ttl),
-    )
-    .await?;
-    let link = link(state, "/auth/verify-email", &token);
-    state.mailer.spawn(mail::verify_email(
+    let token = email_tokens::issue(&state.db, &user.id, purpose, now, now + ttl_ms(ttl)).await?;
+    let link = link(state, path, &token);
+    state.mailer.spawn(compose(
         &user.id,
         &user.email,
         display_name(user),
@@ -228,25 +239,7 @@ async fn mail_reset(state: &AppState, email: &str) -> Result<()> {
     if !user.is_active {
         return Ok(());
     }
-    let now = now_ms();
-    let ttl = state.settings.password_reset_ttl;
-    let token = email_tokens::issue(
-        &state.db,
-        &user.id,
-        Purpose::PasswordReset,
-        now,
-        now + ttl_ms(ttl),
-    )
-    .await?;
-    let link = link(state, "/auth/password-reset/confirm", &token);
-    state.mailer.spawn(mail::password_reset(
-        &user.id,
-        &user.email,
-        display_name(&user),
-        &link,
-        &mail::describe(ttl),
-    ));
-    Ok(())
+    mail_link(state, &user, Purpose::PasswordReset).await
 }
 
 /// The link in the mail: says whether the token is still good, without spending it.
