@@ -1677,29 +1677,7 @@ async fn operator_under_the_charts_rbac(values: &[&str], clients_ns: &str) {
     let kubeconfig = work.file("operator-kubeconfig");
     std::fs::write(
         &kubeconfig,
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster:
-    server: {server}
-    certificate-authority: {ca}
-users:
-- name: operator
-  user:
-    token: {token}
-contexts:
-- name: test
-  context:
-    cluster: test
-    user: operator
-current-context: test
-",
-            server = plane.server(),
-            ca = plane.certs().ca_cert.display(),
-            token = token.trim(),
-        ),
+        plane.token_kubeconfig("operator", token.trim()),
     )
     .expect("write kubeconfig");
 

@@ -12,76 +12,49 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use common::{Env, ISSUER, eventually, example, secret_value};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use latchkey::app::App;
-use latchkey::config::Config;
 use latchkey_store::keydir::{self, KeyFile};
 use serde_json::Value;
-
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    config: Config,
-}
 
 const SECRET: &str = "signing-keys";
 /// How late each replica's "kubelet" delivers a Secret change.
 const DELAYS_MS: [u64; 3] = [0, 400, 1_200];
 
+/// The service, re-reading its keys from `keys_dir` every `reload_interval`.
 async fn start_replica(
     env: &Env,
     data_dir: &std::path::Path,
     keys_dir: &std::path::Path,
     reload_interval: &str,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let args = [
-        "latchkey",
-        "--issuer",
-        ISSUER,
-        "--database-url",
-        &env.database_url,
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--keys-dir",
-        &keys_dir.display().to_string(),
-        "--manage-keys",
-        "false",
-        "--keys-reload-interval",
-        reload_interval,
-        "--jwks-max-age",
-        "1s",
-        // One client hammers the token endpoint on purpose.
-        "--rate-limiting-default",
-        "off",
-        "--rate-limiting-client",
-        "off",
-        "--log",
-        "warn",
-    ];
-    let config = Args::try_parse_from(args).expect("config").config;
-    let app = App::build(&config).await.expect("service starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = app
-            .serve(listener, async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (base, tx)
+    let keys_dir = keys_dir.display().to_string();
+    env.start_service(
+        data_dir,
+        &[
+            "--keys-dir",
+            &keys_dir,
+            "--manage-keys",
+            "false",
+            "--keys-reload-interval",
+            reload_interval,
+            "--jwks-max-age",
+            "1s",
+            // One client hammers the token endpoint on purpose.
+            "--rate-limiting-default",
+            "off",
+            "--rate-limiting-client",
+            "off",
+        ],
+    )
+    .await
 }
 
-/// The PEM files of the Secret, as the kubelet would project them.
-async fn secret_files(env: &Env) -> Option<Vec<KeyFile>> {
-    let secret = env.secret(SECRET).await?;
+/// The PEM files of a Secret, sorted, as the kubelet would project them.
+fn key_files(secret: k8s_openapi::api::core::v1::Secret) -> Vec<KeyFile> {
     let mut files: Vec<KeyFile> = secret
-        .data?
+        .data
+        .unwrap_or_default()
         .into_iter()
         .map(|(name, value)| KeyFile {
             name,
@@ -89,7 +62,12 @@ async fn secret_files(env: &Env) -> Option<Vec<KeyFile>> {
         })
         .collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
-    Some(files)
+    files
+}
+
+/// The PEM files of the Secret, as the kubelet would project them.
+async fn secret_files(env: &Env) -> Option<Vec<KeyFile>> {
+    env.secret(SECRET).await.map(key_files)
 }
 
 /// A kubelet stand-in: polls the Secret and projects each new version into `dir`
@@ -100,16 +78,7 @@ async fn kubelet(env_client: kube::Client, dir: PathBuf, delay: Duration) {
     let mut last: Option<Vec<KeyFile>> = None;
     loop {
         if let Ok(Some(secret)) = secrets.get_opt(SECRET).await {
-            let mut files: Vec<KeyFile> = secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(name, value)| KeyFile {
-                    name,
-                    contents: value.0,
-                })
-                .collect();
-            files.sort_by(|a, b| a.name.cmp(&b.name));
+            let files = key_files(secret);
             if last.as_ref() != Some(&files) {
                 let dir = dir.clone();
                 let snapshot = files.clone();

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{Env, NS, eventually, example};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use latchkey_crds::{KeyPhase, SigningKey};
 use latchkey_store::keys::KeyPair;
 use latchkey_store::signing_keys::{self, KeyState, SigningKeyRow};
@@ -78,19 +77,7 @@ async fn annotate(env: &Env, name: &str, key: &str, value: &str) {
 }
 
 async fn event_reasons(env: &Env, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), NS);
-    events
-        .list(&ListParams::default())
-        .await
-        .expect("list events")
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().is_some_and(|r| {
-                r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("SigningKey")
-            })
-        })
-        .filter_map(|e| e.reason)
-        .collect()
+    env.event_reasons_of("SigningKey", name).await
 }
 
 /// A SigningKey rotating every 6 s (published 2 s ahead, retired keys kept 3 s) is

@@ -7,51 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use clap::Parser;
 use common::{Env, ISSUER, NS, eventually, example, secret_value};
-use latchkey::app::App;
-use latchkey::config::Config;
 use serde_json::Value;
-
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    config: Config,
-}
-
-/// Starts the service in-process on the operator's database; returns its base URL and
-/// the sender that stops it.
-async fn start_service(
-    env: &Env,
-    data_dir: &std::path::Path,
-) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let args = [
-        "latchkey",
-        "--issuer",
-        ISSUER,
-        "--database-url",
-        &env.database_url,
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--log",
-        "warn",
-    ];
-    let config = Args::try_parse_from(args).expect("config").config;
-    let app = App::build(&config).await.expect("service starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = app
-            .serve(listener, async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (base, tx)
-}
 
 async fn token(env: &Env, base: &str, client_id: &str, secret: &str) -> (u16, Value) {
     let response = env
@@ -79,7 +36,7 @@ fn claims(token: &str) -> Value {
 async fn credentials_from_the_secret_get_tokens_from_the_service() {
     let env = Env::start(&[]).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let (base, _stop) = start_service(&env, data.path()).await;
+    let (base, _stop) = env.start_service(data.path(), &[]).await;
 
     let manifest = std::fs::read_to_string(example("oauthclient-service.yaml"))
         .expect("example")

@@ -142,6 +142,12 @@ impl ControlPlane {
         &self.server
     }
 
+    /// A kubeconfig (YAML) that authenticates with a bearer `token`, e.g. one a
+    /// ServiceAccount got from the TokenRequest API, to act with exactly its RBAC.
+    pub fn token_kubeconfig(&self, user: &str, token: &str) -> String {
+        kubeconfig_for(&self.server, &self.certs, user, &format!("token: {token}"))
+    }
+
     /// A kubeconfig for the admin user; set `KUBECONFIG` to it for other processes.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
@@ -339,6 +345,20 @@ async fn etcd_health(port: u16) -> std::io::Result<String> {
 }
 
 fn kubeconfig_yaml(server: &str, certs: &CertPaths) -> String {
+    kubeconfig_for(
+        server,
+        certs,
+        "admin",
+        &format!(
+            "client-certificate: {}\n    client-key: {}",
+            certs.admin_cert.display(),
+            certs.admin_key.display()
+        ),
+    )
+}
+
+/// A kubeconfig for `user`, whose credentials are the `user:` block's lines in `auth`.
+fn kubeconfig_for(server: &str, certs: &CertPaths, user: &str, auth: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config
@@ -348,19 +368,16 @@ clusters:
     server: {server}
     certificate-authority: {ca}
 users:
-- name: admin
+- name: {user}
   user:
-    client-certificate: {cert}
-    client-key: {key}
+    {auth}
 contexts:
 - name: test
   context:
     cluster: test
-    user: admin
+    user: {user}
 current-context: test
 ",
         ca = certs.ca_cert.display(),
-        cert = certs.admin_cert.display(),
-        key = certs.admin_key.display(),
     )
 }

@@ -220,6 +220,11 @@ impl Env {
 
     /// Reasons of the Events about OAuthClient `name`.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.event_reasons_of("OAuthClient", name).await
+    }
+
+    /// Reasons of the Events about the `kind` named `name`.
+    pub async fn event_reasons_of(&self, kind: &str, name: &str) -> Vec<String> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
         events
             .list(&ListParams::default())
@@ -228,11 +233,57 @@ impl Env {
             .into_iter()
             .filter(|e| {
                 e.regarding.as_ref().is_some_and(|r| {
-                    r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("OAuthClient")
+                    r.name.as_deref() == Some(name) && r.kind.as_deref() == Some(kind)
                 })
             })
             .filter_map(|e| e.reason)
             .collect()
+    }
+
+    /// Starts the Latchkey service in-process on this test's database, with data in
+    /// `data_dir` and `extra` flags; returns its base URL and the sender that stops it.
+    pub async fn start_service(
+        &self,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> (String, tokio::sync::oneshot::Sender<()>) {
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            config: latchkey::config::Config,
+        }
+        let data_dir = data_dir.display().to_string();
+        let mut args = vec![
+            "latchkey",
+            "--issuer",
+            ISSUER,
+            "--database-url",
+            &self.database_url,
+            "--data-dir",
+            &data_dir,
+            "--log",
+            "warn",
+        ];
+        args.extend_from_slice(extra);
+        let config = <Args as clap::Parser>::try_parse_from(args)
+            .expect("config")
+            .config;
+        let app = latchkey::app::App::build(&config)
+            .await
+            .expect("service starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        (base, tx)
     }
 
     pub async fn metrics(&self) -> String {
