@@ -83,7 +83,11 @@ pub enum Error {
 
 impl From<latchkey_store::Error> for Error {
     fn from(err: latchkey_store::Error) -> Self {
-        Self::Internal(err.into())
+        match err {
+            latchkey_store::Error::Database(err) => err.into(),
+            latchkey_store::Error::Taken(field) => Self::Conflict(field),
+            other => Self::Internal(other.into()),
+        }
     }
 }
 

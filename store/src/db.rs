@@ -111,3 +111,27 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
+
+/// The unique constraint a failed statement broke, named as PostgreSQL names it
+/// (`users_email_key`). PostgreSQL reports the name itself; SQLite names the column
+/// (`UNIQUE constraint failed: users.email_key`), which is spelled the same way here,
+/// so callers match one name on both backends. `None` when `err` is not a unique
+/// violation.
+pub fn violated_unique_constraint(err: &sqlx::Error) -> Option<String> {
+    let db_err = err.as_database_error()?;
+    if db_err.kind() != sqlx::error::ErrorKind::UniqueViolation {
+        return None;
+    }
+    if let Some(name) = db_err.constraint() {
+        return Some(name.to_owned());
+    }
+    let message = db_err.message();
+    // PostgreSQL through a driver that drops the field: `... unique constraint "name"`.
+    if let Some((_, rest)) = message.split_once("unique constraint \"") {
+        return rest.split('"').next().map(str::to_owned);
+    }
+    // SQLite: `UNIQUE constraint failed: table.column[, table.column]`.
+    let (_, columns) = message.split_once("constraint failed: ")?;
+    let first = columns.split(',').next()?.trim();
+    Some(first.replace('.', "_"))
+}

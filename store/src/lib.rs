@@ -1,9 +1,14 @@
-//! What Latchkey's two binaries share: the database and its migrations, the signing-key
-//! format, and the on-disk key directory.
+//! What Latchkey's two binaries share: the database (every SQL statement lives here) and
+//! its migrations, the signing-key format, and the on-disk key directory.
 //!
 //! # Layout
 //! - [`db`]: one connection pool over PostgreSQL (production) or SQLite (the embedded
 //!   default), chosen by the URL, and the migrations for both.
+//! - [`users`]: accounts (a taken name is a typed error, by constraint name).
+//! - [`refresh_tokens`]: refresh-token families and the atomic rotation step.
+//! - [`codes`]: authorization codes, single-use.
+//! - [`browser_sessions`]: sign-ins to the authorization endpoint's login page.
+//! - [`email_tokens`]: single-use emailed tokens (activation, password reset).
 //! - [`clients`]: OAuth 2.0 client records and their secret digests.
 //! - [`keys`]: RS256 key pairs: generation, PEM (PKCS#8), the public JWK and its RFC 7638
 //!   thumbprint, which is the `kid`.
@@ -17,11 +22,16 @@
 //! neither, and holds no HTTP or Kubernetes types.
 #![forbid(unsafe_code)]
 
+pub mod browser_sessions;
 pub mod clients;
+pub mod codes;
 pub mod db;
+pub mod email_tokens;
 pub mod keydir;
 pub mod keys;
+pub mod refresh_tokens;
 pub mod signing_keys;
+pub mod users;
 
 pub use db::{Backend, Db};
 
@@ -48,11 +58,22 @@ pub enum Error {
     KeyGeneration,
     #[error("{0} already exists")]
     Conflict(String),
+    /// A unique field of a new row is taken (`"username"`, `"email"`).
+    #[error("{0} is already registered")]
+    Taken(&'static str),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The pool had no free connection in time: the database is down or overloaded,
+    /// which callers answer as unavailable rather than as an internal fault.
+    pub fn is_pool_timeout(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::PoolTimedOut))
+    }
+}
 
 /// Milliseconds since the Unix epoch: the unit of every `*_at` column.
 pub fn now_ms() -> i64 {

@@ -16,7 +16,8 @@ use latchkey_store::clients::{self, ClientRecord};
 use latchkey_store::now_ms;
 use subtle::ConstantTimeEq;
 
-use super::codes::{self, NewCode};
+use latchkey_store::browser_sessions;
+use latchkey_store::codes::{self, NewCode};
 use super::form::Params;
 use super::scopes;
 use crate::app::AppState;
@@ -277,7 +278,7 @@ async fn authorize_post(
                     let expires = now
                         + i64::try_from(app.settings.session_ttl.as_millis())
                             .unwrap_or(i64::MAX / 4);
-                    if codes::create_session(&app.db, &digest(&session_id), &user.id, now, expires)
+                    if browser_sessions::insert(&app.db, &digest(&session_id), &user.id, now, expires)
                         .await
                         .is_err()
                     {
@@ -339,7 +340,7 @@ async fn issue_code(app: &AppState, request: &Request, user_id: &str, auth_time:
         return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.");
     };
     let family_id = uuid::Uuid::new_v4().to_string();
-    let stored = codes::insert_code(
+    let stored = codes::insert(
         &app.db,
         &NewCode {
             code_hash: &digest(&code),
@@ -444,7 +445,7 @@ async fn current_session(app: &AppState, headers: &HeaderMap) -> Option<(String,
     if id.len() > 64 {
         return None;
     }
-    codes::find_session(&app.db, &digest(&id), now_ms())
+    browser_sessions::find_live(&app.db, &digest(&id), now_ms())
         .await
         .ok()
         .flatten()

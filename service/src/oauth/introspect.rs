@@ -7,7 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use latchkey_store::now_ms;
 use serde_json::{Value, json};
-use sqlx::Row;
+use latchkey_store::refresh_tokens;
 
 use super::form::Params;
 use super::{OAuthError, client_auth, no_store};
@@ -101,29 +101,22 @@ async fn describe_refresh(state: &AppState, token: &str) -> Result<Option<Value>
     if token.len() > 512 {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT user_id, client_id, scope, created_at, expires_at FROM refresh_tokens \
-         WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
-    )
-    .bind(digest(token))
-    .bind(now_ms())
-    .fetch_optional(state.db.pool())
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let user_id: String = row.try_get("user_id")?;
-    let created: i64 = row.try_get("created_at")?;
+    let Some(live) = refresh_tokens::find_live(&state.db, &digest(token), now_ms()).await? else {
+        return Ok(None);
+    };
+    let created = live.created_at;
     let mut body = json!({
         "active": true,
         "token_type": "refresh_token",
-        "scope": row.try_get::<String, _>("scope")?,
-        "client_id": row.try_get::<String, _>("client_id")?,
-        "sub": user_id,
+        "scope": live.scope,
+        "client_id": live.client_id,
+        "sub": live.user_id,
         "iss": state.tokens.issuer(),
         "iat": created / 1000,
         "nbf": created / 1000,
-        "exp": row.try_get::<i64, _>("expires_at")? / 1000,
+        "exp": live.expires_at / 1000,
     });
-    if let Some(username) = username_of(state, &user_id).await? {
+    if let Some(username) = username_of(state, &live.user_id).await? {
         body["username"] = username.into();
     }
     Ok(Some(body))

@@ -7,12 +7,10 @@
 //! - [`scopes`]: scope syntax and the client's allowed set.
 //! - [`token`]: the token endpoint and its four grants.
 //! - [`authorize`]: the authorization endpoint, its login and consent pages.
-//! - [`codes`]: authorization codes and browser sessions in the database.
 //! - [`introspect`]: introspection and revocation.
 
 pub mod authorize;
 pub mod client_auth;
-pub mod codes;
 pub mod form;
 pub mod introspect;
 pub mod scopes;

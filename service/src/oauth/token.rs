@@ -15,7 +15,7 @@ use latchkey_store::now_ms;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::codes::{self, Redemption};
+use latchkey_store::codes::{self, Redemption};
 use super::form::Params;
 use super::{OAuthError, client_auth, no_store, scopes};
 use crate::accounts::{self, NewRefresh, Rotation, User};
@@ -412,7 +412,7 @@ async fn refresh_token(
             scope,
             ..
         } => (family_id, user_id, scope),
-        Rotation::Reused => {
+        Rotation::Reused { .. } => {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the session has been revoked",
             ));

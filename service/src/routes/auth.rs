@@ -331,7 +331,7 @@ async fn refresh(
             metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
             token_response(&state, &user_id, &family_id, successor).await
         }
-        Rotation::Reused => Err(Error::InvalidGrant(
+        Rotation::Reused { .. } => Err(Error::InvalidGrant(
             "the refresh token was already used; the session has been revoked",
         )),
         Rotation::Invalid => Err(Error::InvalidGrant(

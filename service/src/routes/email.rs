@@ -142,14 +142,9 @@ async fn verify(state: &AppState, token: &str) -> Result<()> {
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Err(Error::InvalidLink);
     }
-    let now = now_ms();
-    let mut tx = state.db.pool().begin().await?;
-    let Some(user_id) = email_tokens::consume(&mut *tx, token, Purpose::VerifyEmail, now).await?
-    else {
+    let Some(user_id) = email_tokens::verify_email(&state.db, token, now_ms()).await? else {
         return Err(Error::InvalidLink);
     };
-    accounts::set_email_verified(&mut *tx, &user_id, now).await?;
-    tx.commit().await?;
     tracing::info!(user_id, "email address verified");
     Ok(())
 }
@@ -194,7 +189,7 @@ async fn resend_verification(
             }
             Ok(_) => {}
             Err(err) => {
-                let _ = err.into_response();
+                let _ = Error::from(err).into_response();
             }
         }
     });
@@ -287,16 +282,11 @@ async fn confirm_reset(
         .check(&req.new_password, &user.username, &user.email)?;
     let hash = state.hasher.hash(req.new_password).await?;
 
-    let now = now_ms();
-    let mut tx = state.db.pool().begin().await?;
-    match email_tokens::consume(&mut *tx, &req.token, Purpose::PasswordReset, now).await? {
-        Some(user_id) if user_id == user.id => {}
-        _ => return Err(Error::InvalidLink),
-    }
-    accounts::set_password(&mut *tx, &user.id, &hash, now).await?;
-    accounts::set_email_verified(&mut *tx, &user.id, now).await?;
-    let revoked = accounts::revoke_user_refresh(&mut *tx, &user.id, None, now).await?;
-    tx.commit().await?;
+    let Some(revoked) =
+        email_tokens::reset_password(&state.db, &req.token, &user.id, &hash, now_ms()).await?
+    else {
+        return Err(Error::InvalidLink);
+    };
     if state.settings.lockout.enabled() {
         state
             .ephemeral
@@ -335,12 +325,9 @@ async fn change_password(
         .policy
         .check(&req.new_password, &user.username, &user.email)?;
     let hash = state.hasher.hash(req.new_password).await?;
-    let now = now_ms();
-    let mut tx = state.db.pool().begin().await?;
-    accounts::set_password(&mut *tx, &user.id, &hash, now).await?;
     let revoked =
-        accounts::revoke_user_refresh(&mut *tx, &user.id, bearer.0.sid.as_deref(), now).await?;
-    tx.commit().await?;
+        accounts::change_password(&state.db, &user.id, &hash, bearer.0.sid.as_deref(), now_ms())
+            .await?;
     tracing::info!(
         user_id = user.id,
         revoked,

@@ -1,11 +1,9 @@
-//! Authorization codes and browser sessions in the database. Both are looked up by the
-//! SHA-256 digest of the value the user agent carries; the values themselves are never
-//! stored.
+//! The `authorization_codes` table. Codes are looked up by the SHA-256 digest of the
+//! value the user agent carries; the values themselves are never stored.
 
-use latchkey_store::Db;
 use sqlx::Row;
 
-use crate::error::Result;
+use crate::{Db, Result};
 
 /// A code to store.
 #[derive(Debug)]
@@ -25,7 +23,7 @@ pub struct NewCode<'a> {
     pub expires_at: i64,
 }
 
-pub async fn insert_code(db: &Db, code: &NewCode<'_>, now: i64) -> Result<()> {
+pub async fn insert(db: &Db, code: &NewCode<'_>, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, redirect_given, \
          scope, code_challenge, nonce, auth_time, family_id, created_at, expires_at) \
@@ -129,39 +127,4 @@ pub async fn record_issued(db: &Db, code_hash: &str, jti: &str, exp_ms: i64) -> 
     .execute(db.pool())
     .await?;
     Ok(())
-}
-
-pub async fn create_session(
-    db: &Db,
-    id_hash: &str,
-    user_id: &str,
-    now: i64,
-    expires_at: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO browser_sessions (id_hash, user_id, auth_time, created_at, expires_at) \
-         VALUES ($1, $2, $3, $3, $4)",
-    )
-    .bind(id_hash)
-    .bind(user_id)
-    .bind(now)
-    .bind(expires_at)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// The user and authentication time of a live session.
-pub async fn find_session(db: &Db, id_hash: &str, now: i64) -> Result<Option<(String, i64)>> {
-    let row = sqlx::query(
-        "SELECT user_id, auth_time FROM browser_sessions WHERE id_hash = $1 AND expires_at > $2",
-    )
-    .bind(id_hash)
-    .bind(now)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(match row {
-        Some(row) => Some((row.try_get("user_id")?, row.try_get("auth_time")?)),
-        None => None,
-    })
 }
