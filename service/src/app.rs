@@ -1,15 +1,22 @@
 //! Assembling the service: state, router, middleware, and serving until shutdown.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
+use latchkey_domain::ephemeral::{Ephemeral, FailurePolicy, LockoutPolicy};
+use latchkey_domain::keyring::KeyRing;
+use latchkey_domain::limits::Limits;
+use latchkey_domain::mail::Mailer;
+use latchkey_domain::passwords::{Hasher, Policy};
+use latchkey_domain::tokens::Tokens;
+use latchkey_domain::{Core, CoreSettings, Error};
 use latchkey_store::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -20,50 +27,38 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Config, cpu_count};
-use crate::ephemeral::{Ephemeral, LockoutPolicy};
-use crate::error::Error;
-use crate::keyring::KeyRing;
-use crate::limits::{self, Limits};
-use crate::mail::Mailer;
-use crate::passwords::{Hasher, Policy};
-use crate::routes;
-use crate::telemetry;
-use crate::tokens::Tokens;
+use crate::config::{Config, RedisFailure, cpu_count};
+use crate::{middleware as mw, routes, telemetry};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Everything a handler needs. Cheap to clone: every field is a handle.
+/// Everything a handler needs: the domain's [`Core`] (reached through `Deref`, so a
+/// handler writes `state.db`, `state.tokens`) and what only HTTP reads. Cheap to clone:
+/// every field is a handle.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub db: Db,
-    pub keys: KeyRing,
-    pub tokens: Tokens,
-    pub hasher: Hasher,
-    pub policy: Policy,
-    pub ephemeral: Ephemeral,
-    pub limits: Arc<Limits>,
-    pub settings: Arc<Settings>,
+    pub core: Core,
+    pub web: Arc<WebSettings>,
     pub metrics: PrometheusHandle,
-    pub mailer: Mailer,
 }
 
-/// The configuration values handlers read, resolved once.
+impl Deref for AppState {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// The configuration values only the HTTP layer reads, resolved once.
 #[derive(Debug)]
-pub struct Settings {
-    pub issuer: String,
-    pub refresh_ttl: Duration,
+pub struct WebSettings {
     pub code_ttl: Duration,
     pub session_ttl: Duration,
     /// Whether the issuer is https:// (cookies get `Secure` and the `__Host-` prefix).
     pub secure_cookies: bool,
     pub jwks_max_age: Duration,
     pub redis_configured: bool,
-    pub lockout: LockoutPolicy,
-    /// New accounts cannot log in before following the emailed link.
-    pub require_email_verification: bool,
-    pub email_verification_ttl: Duration,
-    pub password_reset_ttl: Duration,
 }
 
 /// A built service: its router and the background work it owns.
@@ -97,7 +92,11 @@ impl App {
 
         let ephemeral = match &config.redis_url {
             Some(url) => {
-                Ephemeral::redis(url, &config.redis_prefix, config.rate_limit_redis_failure).await?
+                let failure = match config.rate_limit_redis_failure {
+                    RedisFailure::Open => FailurePolicy::Open,
+                    RedisFailure::Closed => FailurePolicy::Closed,
+                };
+                Ephemeral::redis(url, &config.redis_prefix, failure).await?
             }
             None => Ephemeral::memory(),
         };
@@ -118,7 +117,7 @@ impl App {
             cpu_count(),
         );
         let hasher = Hasher::new(config.password_hash_concurrency()).await?;
-        let policy = Policy::from_config(config)?;
+        let policy = password_policy(config)?;
         let mailer = Mailer::new(
             config.smtp_url.as_deref(),
             &config.mail_from,
@@ -138,34 +137,39 @@ impl App {
             std::future::pending(),
         ));
 
+        let web = Arc::new(WebSettings {
+            code_ttl: config.authorization_code_ttl,
+            session_ttl: config.session_ttl,
+            secure_cookies: config.issuer().starts_with("https://"),
+            jwks_max_age: config.jwks_max_age,
+            redis_configured: matches!(ephemeral, Ephemeral::Redis(_)),
+        });
         let state = AppState {
-            db,
-            keys,
-            tokens,
-            hasher,
-            policy,
-            settings: Arc::new(Settings {
-                issuer: config.issuer(),
-                refresh_ttl: config.refresh_token_ttl,
-                code_ttl: config.authorization_code_ttl,
-                session_ttl: config.session_ttl,
-                secure_cookies: config.issuer().starts_with("https://"),
-                jwks_max_age: config.jwks_max_age,
-                redis_configured: matches!(ephemeral, Ephemeral::Redis(_)),
-                lockout: LockoutPolicy {
-                    attempts: config.lockout_attempts,
-                    window: config.lockout_window,
-                    duration: config.lockout_duration,
-                    max_duration: config.lockout_max_duration,
-                },
-                require_email_verification: config.require_email_verification(),
-                email_verification_ttl: config.email_verification_ttl,
-                password_reset_ttl: config.password_reset_ttl,
-            }),
-            limits: Arc::new(Limits::from_config(config)),
-            ephemeral,
+            core: Core {
+                db,
+                keys,
+                tokens,
+                hasher,
+                policy,
+                settings: Arc::new(CoreSettings {
+                    issuer: config.issuer(),
+                    refresh_ttl: config.refresh_token_ttl,
+                    lockout: LockoutPolicy {
+                        attempts: config.lockout_attempts,
+                        window: config.lockout_window,
+                        duration: config.lockout_duration,
+                        max_duration: config.lockout_max_duration,
+                    },
+                    require_email_verification: config.require_email_verification(),
+                    email_verification_ttl: config.email_verification_ttl,
+                    password_reset_ttl: config.password_reset_ttl,
+                }),
+                limits: Arc::new(limits(config)),
+                ephemeral,
+                mailer,
+            },
+            web,
             metrics,
-            mailer,
         };
         let router = router(state.clone(), config);
         Ok(Self {
@@ -212,9 +216,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(routes::admin::router())
         .merge(crate::oauth::router())
         .merge(crate::oidc::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), limits::by_ip))
-        .fallback(|| async { Error::NotFound })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .route_layer(middleware::from_fn_with_state(state.clone(), mw::by_ip))
+        .fallback(|| async { crate::error::Error(Error::NotFound) })
+        .method_not_allowed_fallback(|| async { crate::error::Error(Error::MethodNotAllowed) })
         .with_state(state);
 
     let mut security = vec![
@@ -248,7 +252,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(mw::record_metrics))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -285,33 +289,28 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(base.allow_origin(list).allow_credentials(true))
 }
 
-/// Request count and latency by route template, method and status: all bounded label
-/// sets (unmatched paths share one label).
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = match *request.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [
-        ("route", route),
-        ("method", method.to_owned()),
-        ("status", status),
-    ];
-    metrics::counter!("latchkey_http_requests_total", &labels).increment(1);
-    metrics::histogram!("latchkey_http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
-    response
+/// The password policy the configuration asks for.
+fn password_policy(config: &Config) -> anyhow::Result<Policy> {
+    let mut policy = Policy::new(config.password_min_length);
+    policy.require_uppercase = config.password_require_uppercase;
+    policy.require_lowercase = config.password_require_lowercase;
+    policy.require_digit = config.password_require_digit;
+    policy.require_symbol = config.password_require_symbol;
+    if let Some(path) = &config.password_reject_list {
+        let extra = std::fs::read_to_string(path)
+            .with_context(|| format!("PASSWORD_REJECT_LIST {}", path.display()))?;
+        policy = policy.reject_also(&extra);
+    }
+    Ok(policy)
+}
+
+/// The rate limits the configuration asks for.
+fn limits(config: &Config) -> Limits {
+    Limits {
+        default: config.rate_limit_default.0,
+        routes: config.rate_limit_routes.0.iter().cloned().collect(),
+        account: config.rate_limit_account.0,
+        client: config.rate_limit_client.0,
+        trusted_proxies: config.trusted_proxies.0.clone(),
+    }
 }

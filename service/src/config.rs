@@ -254,12 +254,7 @@ pub enum RedisFailure {
     Closed,
 }
 
-/// A rate: at most `limit` requests per `period`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub limit: u32,
-    pub period: Duration,
-}
+pub use latchkey_domain::limits::Rate;
 
 /// A rate limit setting: `None` is `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -475,7 +470,7 @@ impl Config {
             }
         }
         if let Some(url) = &self.smtp_url
-            && let Err(problem) = crate::mail::smtp_url(url)
+            && let Err(problem) = latchkey_domain::mail::smtp_url(url)
         {
             problems.push(format!("SMTP_URL {problem}"));
         }
@@ -497,7 +492,7 @@ impl Config {
                 "PASSWORD_RESET_EXPIRES={reset_ttl}s must be between 1m and 24h"
             ));
         }
-        let exempt = ["/health", "/ready", "/metrics"];
+        let exempt = latchkey_domain::limits::EXEMPT;
         for (route, _) in &self.rate_limit_routes.0 {
             if exempt.contains(&route.as_str()) {
                 problems.push(format!(

@@ -4,18 +4,20 @@ use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 
+use latchkey_domain::tokens::AccessClaims;
+use latchkey_store::users::{self, User};
+
 use crate::app::AppState;
 use crate::error::Error;
-use crate::tokens::AccessClaims;
 
 impl Bearer {
     /// The active user the token was issued for. A valid token whose user is gone or
     /// disabled is no longer a valid credential.
-    pub async fn user(&self, state: &AppState) -> Result<crate::accounts::User, Error> {
-        crate::accounts::find_by_id(&state.db, &self.0.sub)
+    pub async fn user(&self, state: &AppState) -> latchkey_domain::Result<User> {
+        users::find_by_id(&state.db, &self.0.sub)
             .await?
             .filter(|u| u.is_active)
-            .ok_or(Error::InvalidToken(
+            .ok_or(latchkey_domain::Error::InvalidToken(
                 "the token's user no longer exists or is disabled",
             ))
     }
@@ -38,23 +40,20 @@ impl FromRequestParts<AppState> for Bearer {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let invalid = |why| Error(latchkey_domain::Error::InvalidToken(why));
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or(Error::InvalidToken(
-                "no bearer token in the Authorization header",
-            ))?;
+            .ok_or(invalid("no bearer token in the Authorization header"))?;
         let value = value
             .to_str()
-            .map_err(|_| Error::InvalidToken("the Authorization header is malformed"))?;
+            .map_err(|_| invalid("the Authorization header is malformed"))?;
         let (scheme, token) = value
             .split_once(' ')
-            .ok_or(Error::InvalidToken("the Authorization header is malformed"))?;
+            .ok_or(invalid("the Authorization header is malformed"))?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(Error::InvalidToken(
-                "the Authorization header is not a Bearer token",
-            ));
+            return Err(invalid("the Authorization header is not a Bearer token"));
         }
-        state.tokens.verify(token.trim()).await.map(Bearer)
+        Ok(state.tokens.verify(token.trim()).await.map(Bearer)?)
     }
 }

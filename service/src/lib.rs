@@ -1,42 +1,37 @@
-//! Latchkey's HTTP service.
+//! Latchkey's HTTP service and its command line. The domain (login, sessions, accounts,
+//! tokens, keys, passwords, clients, limits, mail) is `latchkey_domain`, the SQL
+//! `latchkey_store`; this crate turns requests into domain calls and outcomes into
+//! answers.
 //!
 //! # Layout
+//! - [`config`]: every setting (flag or environment variable) and its validation.
 //! - [`audit`]: `latchkey audit`, the rules that flag weak settings in a configuration
 //!   and in a running instance.
-//! - [`config`]: every setting (flag or environment variable) and its validation.
-//! - [`app`]: state, router, middleware; [`App::build`](app::App::build) connects to
+//! - [`app`]: state, router and its layers; [`App::build`](app::App::build) connects to
 //!   everything and [`App::serve`](app::App::serve) runs until shutdown.
-//! - [`routes`]: one module per area (`auth`, `email`, `users`, `wellknown`, `meta`).
-//! - [`oauth`]: the OAuth 2.0 authorization server (token, authorize, introspect, revoke).
-//! - [`client_admin`]: creating and validating OAuth clients (CLI and admin API).
-//! - [`accounts`]: users and refresh-token families in the database.
-//! - [`email_tokens`]: single-use emailed tokens (activation, password reset).
-//! - [`mail`]: the messages and their delivery (SMTP, or the outbox folder).
-//! - [`passwords`]: the password policy and argon2id, off the async runtime.
-//! - [`keyring`]: which keys sign and verify, reloaded from the key directory and the
-//!   `signing_keys` table.
-//! - [`tokens`]: RS256 access tokens (RFC 9068) and opaque-token digests.
-//! - [`ephemeral`]: revocation list, rate-limit and lockout counters (Redis or in-process).
-//! - [`limits`]: which rate limits apply to a request, and the client IP it counts against.
-//! - [`error`]: the one error type and its JSON mapping.
+//! - [`middleware`]: per-IP rate limits (and which address counts) and request metrics.
+//! - [`extract`]: extractors whose rejections speak our error format (JSON, bearer).
+//! - [`error`]: the one mapping from domain errors to API answers.
+//! - [`routes`]: one module per area (`auth`, `email`, `users`, `admin`, `wellknown`,
+//!   `meta`).
+//! - [`oauth`]: the OAuth 2.0 endpoints (token, authorize, introspect, revoke) and their
+//!   RFC 6749 §5.2 answers.
+//! - [`oidc`]: OpenID Connect discovery, `/userinfo` and the user claims.
+//! - [`pages`]: the HTML pages (sign-in, consent, link answers) and their escaping.
 //! - [`telemetry`]: JSON logs and Prometheus metrics.
+//!
+//! Dependency direction: `main` (CLI) → `app` → `routes`, `oauth`, `oidc` → `pages`,
+//! `extract`, `error` → `latchkey_domain` → `latchkey_store`.
 #![forbid(unsafe_code)]
 
-pub mod accounts;
 pub mod app;
 pub mod audit;
-pub mod client_admin;
 pub mod config;
-pub mod email_tokens;
-pub mod ephemeral;
 pub mod error;
 pub mod extract;
-pub mod keyring;
-pub mod limits;
-pub mod mail;
+pub mod middleware;
 pub mod oauth;
 pub mod oidc;
-pub mod passwords;
+pub mod pages;
 pub mod routes;
 pub mod telemetry;
-pub mod tokens;

@@ -233,7 +233,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<()> {
-    use latchkey::client_admin::{self, ClientInput, ClientView};
+    use latchkey_domain::clients::{self as client_admin, ClientInput, ClientView};
     use latchkey_store::clients::{self, ManagedBy};
 
     let url =

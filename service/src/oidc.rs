@@ -7,11 +7,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::accounts::User;
+use latchkey_domain::{Error, scopes};
+use latchkey_store::users::User;
+
 use crate::app::AppState;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::extract::Bearer;
-use crate::oauth::scopes;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/userinfo", get(userinfo).post(userinfo))
@@ -62,9 +63,7 @@ pub fn add_user_claims(claims: &mut Value, user: &User, scope: &str) {
 async fn userinfo(State(state): State<AppState>, bearer: Bearer) -> Result<Response> {
     let claims = &bearer.0;
     if !scopes::contains(&claims.scope, scopes::OPENID) {
-        return Err(Error::InsufficientScope(
-            "the access token lacks the openid scope",
-        ));
+        return Err(Error::InsufficientScope("the access token lacks the openid scope").into());
     }
     let user = bearer.user(&state).await?;
     let mut body = json!({ "sub": user.id });

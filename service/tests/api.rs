@@ -79,7 +79,7 @@ fn now_secs() -> i64 {
 }
 
 fn sha256_hex(s: &str) -> String {
-    latchkey::tokens::digest(s)
+    latchkey_domain::tokens::digest(s)
 }
 
 async fn register_login_me_and_what_is_stored(backend: Backend) {

@@ -26,7 +26,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Backend, ISSUER, TestServer};
 use fantoccini::{Client, ClientBuilder, Locator};
-use latchkey::client_admin::ClientInput;
+use latchkey_domain::clients::ClientInput;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -332,7 +332,7 @@ impl Drop for Callback {
 // === the flows ===
 
 fn pkce_pair() -> (String, String) {
-    let verifier = latchkey::tokens::random_token(48).expect("random");
+    let verifier = latchkey_domain::tokens::random_token(48).expect("random");
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     (verifier, URL_SAFE_NO_PAD.encode(hash.as_ref()))
 }

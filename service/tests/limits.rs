@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Shared, TestServer};
-use latchkey::client_admin::ClientInput;
+use latchkey_domain::clients::ClientInput;
 use serde_json::{Value, json};
 
 /// Flags that leave only what a test sets: lockout and every rate limit off.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Backend, ISSUER, TestServer};
-use latchkey::client_admin::ClientInput;
+use latchkey_domain::clients::ClientInput;
 use serde_json::Value;
 use sqlx::Row;
 
@@ -325,7 +325,7 @@ fn hidden_fields(html: &str) -> Vec<(String, String)> {
 }
 
 fn pkce_pair() -> (String, String) {
-    let verifier = latchkey::tokens::random_token(48).expect("random");
+    let verifier = latchkey_domain::tokens::random_token(48).expect("random");
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     (verifier, URL_SAFE_NO_PAD.encode(hash.as_ref()))
 }
@@ -523,7 +523,7 @@ async fn authorization_code_with_pkce_and_oidc(backend: Backend) {
         .iter()
         .map(|r| r.get("code_hash"))
         .collect();
-    assert!(code_hashes.contains(&latchkey::tokens::digest(&code_for_check)));
+    assert!(code_hashes.contains(&latchkey_domain::tokens::digest(&code_for_check)));
     assert!(!code_hashes.contains(&code_for_check));
 }
 
@@ -800,7 +800,7 @@ async fn pkce_and_code_failures(backend: Backend) {
     // Expired code.
     let code = code_for(&server, &password, &challenge).await;
     sqlx::query("UPDATE authorization_codes SET expires_at = 0 WHERE code_hash = $1")
-        .bind(latchkey::tokens::digest(&code))
+        .bind(latchkey_domain::tokens::digest(&code))
         .execute(server.db.pool())
         .await
         .expect("expire");
@@ -1248,7 +1248,7 @@ async fn admin_api_manages_api_clients_only(backend: Backend) {
     assert_eq!(invalid.status(), 422);
 
     // Operator-managed rows are read-only here.
-    let mut managed = latchkey::client_admin::create(
+    let mut managed = latchkey_domain::clients::create(
         confidential("ns.app", &["client_credentials"], &["read"]),
         0,
     )

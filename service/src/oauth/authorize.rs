@@ -10,21 +10,18 @@
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use latchkey_domain::tokens::{digest, random_token};
+use latchkey_domain::{Error, login, scopes};
 use latchkey_store::clients::{self, ClientRecord};
-use latchkey_store::now_ms;
+use latchkey_store::codes::{self, NewCode};
+use latchkey_store::{browser_sessions, now_ms};
 use subtle::ConstantTimeEq;
 
-use latchkey_store::browser_sessions;
-use latchkey_store::codes::{self, NewCode};
 use super::form::Params;
-use super::scopes;
 use crate::app::AppState;
-use crate::error::Error;
-use crate::mail::escape;
-use crate::routes::auth::verify_login;
-use crate::tokens::{digest, random_token};
+use crate::pages::{self, error_page};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/authorize", get(authorize_get).post(authorize_post))
@@ -239,7 +236,7 @@ async fn proceed(
             ),
         );
     }
-    let username = match crate::accounts::find_by_id(&app.db, &user_id).await {
+    let username = match latchkey_store::users::find_by_id(&app.db, &user_id).await {
         Ok(Some(user)) => user.username,
         Ok(None) => return login_page(app, headers, request, None, StatusCode::OK),
         Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, "Please try again later."),
@@ -266,7 +263,7 @@ async fn authorize_post(
         Some("login") => {
             let username = params.get("username").unwrap_or_default();
             let password = params.get("password").unwrap_or_default().to_owned();
-            match verify_login(&app, username, password).await {
+            match login::verify(&app, username, password).await {
                 Ok(user) => {
                     let now = now_ms();
                     let Ok(session_id) = random_token(32) else {
@@ -276,11 +273,16 @@ async fn authorize_post(
                         );
                     };
                     let expires = now
-                        + i64::try_from(app.settings.session_ttl.as_millis())
-                            .unwrap_or(i64::MAX / 4);
-                    if browser_sessions::insert(&app.db, &digest(&session_id), &user.id, now, expires)
-                        .await
-                        .is_err()
+                        + i64::try_from(app.web.session_ttl.as_millis()).unwrap_or(i64::MAX / 4);
+                    if browser_sessions::insert(
+                        &app.db,
+                        &digest(&session_id),
+                        &user.id,
+                        now,
+                        expires,
+                    )
+                    .await
+                    .is_err()
                     {
                         return error_page(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -293,7 +295,7 @@ async fn authorize_post(
                         &app,
                         SESSION_COOKIE,
                         &session_id,
-                        app.settings.session_ttl.as_secs(),
+                        app.web.session_ttl.as_secs(),
                     );
                     response.headers_mut().append(header::SET_COOKIE, cookie);
                     response
@@ -353,7 +355,7 @@ async fn issue_code(app: &AppState, request: &Request, user_id: &str, auth_time:
             nonce: request.nonce.as_deref(),
             auth_time,
             family_id: &family_id,
-            expires_at: now + i64::try_from(app.settings.code_ttl.as_millis()).unwrap_or(60_000),
+            expires_at: now + i64::try_from(app.web.code_ttl.as_millis()).unwrap_or(60_000),
         },
         now,
     )
@@ -408,7 +410,7 @@ const CSRF_COOKIE: &str = "latchkey_csrf";
 
 /// Cookie names get the `__Host-` prefix (and `Secure`) when the issuer is https://.
 fn cookie_name(app: &AppState, base: &str) -> String {
-    if app.settings.secure_cookies {
+    if app.web.secure_cookies {
         format!("__Host-{base}")
     } else {
         base.to_owned()
@@ -416,7 +418,7 @@ fn cookie_name(app: &AppState, base: &str) -> String {
 }
 
 fn cookie(app: &AppState, base: &str, value: &str, max_age: u64) -> HeaderValue {
-    let secure = if app.settings.secure_cookies {
+    let secure = if app.web.secure_cookies {
         "; Secure"
     } else {
         ""
@@ -474,66 +476,6 @@ fn csrf_token(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValu
 
 // === pages ===
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}\
-h1{font-size:1.4rem}label{display:block;margin-top:1rem;font-weight:600}\
-input[type=text],input[type=password]{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
-button{margin-top:1.2rem;padding:.55rem 1.2rem;font-size:1rem;margin-right:.5rem}\
-.error{color:#a00000;font-weight:600}.brand{color:#555;font-size:.9rem;letter-spacing:.05em;margin-bottom:0}ul{padding-left:1.2rem}";
-
-fn page(status: StatusCode, title: &str, body: &str, set_cookie: Option<HeaderValue>) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} – Latchkey</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
-        title = escape(title)
-    );
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(cookie) = set_cookie {
-        headers.append(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-fn error_page(status: StatusCode, message: &str) -> Response {
-    page(
-        status,
-        "Cannot continue",
-        &format!(
-            "<h1>Cannot continue</h1><p role=\"alert\">{}</p>",
-            escape(message)
-        ),
-        None,
-    )
-}
-
-fn hidden_fields(request: &Request, csrf: &str) -> String {
-    let mut out = format!(
-        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
-        escape(csrf)
-    );
-    for (name, value) in &request.carried {
-        out.push_str(&format!(
-            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
-            escape(value)
-        ));
-    }
-    out
-}
-
-fn app_name(client: &ClientRecord) -> String {
-    if client.name.is_empty() {
-        client.client_id.clone()
-    } else {
-        client.name.clone()
-    }
-}
-
 fn login_page(
     app: &AppState,
     headers: &HeaderMap,
@@ -542,39 +484,13 @@ fn login_page(
     status: StatusCode,
 ) -> Response {
     let (csrf, set_cookie) = csrf_token(app, headers);
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        "<p class=\"brand\">Latchkey</p><h1>Sign in to continue to {name}</h1>{error}\
-         <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
-         <input type=\"hidden\" name=\"action\" value=\"login\">\
-         <label for=\"username\">Username or email</label>\
-         <input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
-         <label for=\"password\">Password</label>\
-         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>",
-        name = escape(&app_name(&request.client)),
-        hidden = hidden_fields(request, &csrf),
-    );
-    page(status, "Sign in", &body, set_cookie)
-}
-
-fn describe_scope(scope: &str) -> String {
-    match scope {
-        "openid" => "Know who you are (your account id)".to_owned(),
-        "profile" => "See your name and username".to_owned(),
-        "email" => "See your email address".to_owned(),
-        scopes::ADMIN => "Administer Latchkey (manage OAuth clients)".to_owned(),
-        other => format!("Access: {other}"),
-    }
-}
-
-/// The host a redirect URI sends the browser to, shown so a look-alike client name
-/// cannot hide where the user is going.
-fn redirect_host(uri: &str) -> &str {
-    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
-    rest.split(['/', '?']).next().unwrap_or(rest)
+    pages::sign_in(
+        status,
+        &pages::app_name(&request.client),
+        &pages::hidden_fields(&request.carried, &csrf),
+        error,
+        set_cookie,
+    )
 }
 
 /// The same authorization request with `prompt=login`, to sign in as someone else.
@@ -594,47 +510,13 @@ fn consent_page(
     username: &str,
 ) -> Response {
     let (csrf, set_cookie) = csrf_token(app, headers);
-    let items: String = request
-        .scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("<li>{}</li>", escape(&describe_scope(s))))
-        .collect();
-    let body = format!(
-        "<p class=\"brand\">Latchkey</p><h1>{name} wants to access your account</h1>\
-         <p>Signed in as <strong>{user}</strong>. <a href=\"{switch}\">Not you?</a></p>\
-         <p>It asks to:</p><ul>{items}</ul>\
-         <p>After you choose, you will be sent to <strong>{host}</strong>.</p>\
-         <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
-         <button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
-         <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
-        name = escape(&app_name(&request.client)),
-        user = escape(username),
-        switch = escape(&switch_account_href(request)),
-        host = escape(redirect_host(&request.redirect_uri)),
-        hidden = hidden_fields(request, &csrf),
-    );
-    page(StatusCode::OK, "Approve access", &body, set_cookie)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redirect_hosts_and_escaping() {
-        assert_eq!(
-            redirect_host("https://app.example.com/callback"),
-            "app.example.com"
-        );
-        assert_eq!(redirect_host("http://127.0.0.1:9/cb?x=1"), "127.0.0.1:9");
-        assert_eq!(
-            redirect_host("https://app.example.com?x=/y"),
-            "app.example.com"
-        );
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-    }
+    pages::consent(
+        &pages::app_name(&request.client),
+        username,
+        &switch_account_href(request),
+        &request.scope,
+        &request.redirect_uri,
+        &pages::hidden_fields(&request.carried, &csrf),
+        set_cookie,
+    )
 }

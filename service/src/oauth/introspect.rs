@@ -6,14 +6,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use latchkey_store::now_ms;
-use serde_json::{Value, json};
 use latchkey_store::refresh_tokens;
+use serde_json::{Value, json};
 
 use super::form::Params;
+use latchkey_domain::tokens::digest;
+use latchkey_store::users;
+
 use super::{OAuthError, client_auth, no_store};
-use crate::accounts;
 use crate::app::AppState;
-use crate::tokens::digest;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -62,9 +63,7 @@ async fn introspect(
 }
 
 async fn username_of(state: &AppState, sub: &str) -> Result<Option<String>, OAuthError> {
-    Ok(accounts::find_by_id(&state.db, sub)
-        .await?
-        .map(|u| u.username))
+    Ok(users::find_by_id(&state.db, sub).await?.map(|u| u.username))
 }
 
 async fn describe_access(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
@@ -73,7 +72,7 @@ async fn describe_access(state: &AppState, token: &str) -> Result<Option<Value>,
     }
     let claims = match state.tokens.verify_any_audience(token).await {
         Ok(claims) => claims,
-        Err(crate::error::Error::Unavailable(d)) => {
+        Err(latchkey_domain::Error::Unavailable(d)) => {
             return Err(OAuthError::new("temporarily_unavailable", d));
         }
         Err(_) => return Ok(None),
@@ -133,11 +132,10 @@ async fn revoke(
     let token = params.require("token")?;
     let now = now_ms();
     if token.len() <= 512
-        && let Some((family_id, owner)) =
-            accounts::refresh_family(&state.db, &digest(token)).await?
+        && let Some((family_id, owner)) = refresh_tokens::family(&state.db, &digest(token)).await?
     {
         if owner == client.client_id {
-            accounts::revoke_family(&state.db, &family_id, now).await?;
+            refresh_tokens::revoke_family(&state.db, &family_id, now).await?;
         }
     } else if token.split('.').count() == 3
         && let Ok(claims) = state.tokens.verify_any_audience(token).await

@@ -4,32 +4,46 @@
 //! # Layout
 //! - [`form`]: strict `application/x-www-form-urlencoded` parsing (duplicates refused).
 //! - [`client_auth`]: who the calling client is (Basic, post, or none for public clients).
-//! - [`scopes`]: scope syntax and the client's allowed set.
 //! - [`token`]: the token endpoint and its four grants.
-//! - [`authorize`]: the authorization endpoint, its login and consent pages.
+//! - [`authorize`]: the authorization endpoint: validation, cookies and CSRF, and the
+//!   redirect; its pages are in [`crate::pages`].
 //! - [`introspect`]: introspection and revocation.
+//!
+//! Scope rules are the domain's (`latchkey_domain::scopes`).
 
 pub mod authorize;
 pub mod client_auth;
 pub mod form;
 pub mod introspect;
-pub mod scopes;
 pub mod token;
 
 use axum::Json;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use latchkey_domain::Error;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::error::Error;
+use crate::error::write_rate_headers;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(token::router())
         .merge(authorize::router())
         .merge(introspect::router())
+}
+
+/// The status of an RFC 6749 §5.2 error code: `invalid_client` answers 401, server
+/// faults 5xx, a refusal 429, the rest 400.
+pub fn status_of(code: &str) -> StatusCode {
+    match code {
+        "invalid_client" => StatusCode::UNAUTHORIZED,
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::BAD_REQUEST,
+    }
 }
 
 /// An RFC 6749 §5.2 error response. `invalid_client` answers 401 with
@@ -46,17 +60,10 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: &'static str, description: impl Into<String>) -> Self {
-        let status = match code {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-            _ => StatusCode::BAD_REQUEST,
-        };
         Self {
             code,
             description: description.into(),
-            status,
+            status: status_of(code),
             headers: None,
         }
     }
@@ -73,19 +80,22 @@ impl OAuthError {
         Self::new("invalid_grant", description)
     }
 
-    pub fn invalid_scope(description: impl Into<String>) -> Self {
-        Self::new("invalid_scope", description)
-    }
-
     pub fn unauthorized_client(description: impl Into<String>) -> Self {
         Self::new("unauthorized_client", description)
     }
 }
 
-/// Errors from shared code become the matching OAuth error; internals stay generic.
+impl From<latchkey_domain::OAuthError> for OAuthError {
+    fn from(err: latchkey_domain::OAuthError) -> Self {
+        Self::new(err.code, err.description)
+    }
+}
+
+/// Domain outcomes become the matching OAuth error; internals stay generic.
 impl From<Error> for OAuthError {
     fn from(err: Error) -> Self {
         match err {
+            Error::OAuth(err) => err.into(),
             Error::BadRequest(d) => Self::invalid_request(d),
             Error::Validation { message, .. } => Self::invalid_request(message),
             Error::UnsupportedMediaType(d) => Self::invalid_request(d),
@@ -101,7 +111,7 @@ impl From<Error> for OAuthError {
             }
             Error::RateLimited(decision) => {
                 let mut headers = HeaderMap::new();
-                decision.write_headers(&mut headers);
+                write_rate_headers(&decision, &mut headers);
                 Self {
                     headers: Some(Box::new(headers)),
                     ..Self::new("rate_limited", Error::RateLimited(decision).to_string())
@@ -114,8 +124,8 @@ impl From<Error> for OAuthError {
             Error::InvalidGrant(d) => Self::invalid_grant(d),
             Error::Unavailable(d) => Self::new("temporarily_unavailable", d),
             other => {
-                // Logs the cause; the client sees only "server_error".
-                let _ = other.into_response();
+                // The cause goes to the log; the client sees only "server_error".
+                latchkey_domain::log_failure(&other);
                 Self::new("server_error", "internal error")
             }
         }
@@ -124,12 +134,6 @@ impl From<Error> for OAuthError {
 
 impl From<latchkey_store::Error> for OAuthError {
     fn from(err: latchkey_store::Error) -> Self {
-        Error::from(err).into()
-    }
-}
-
-impl From<sqlx::Error> for OAuthError {
-    fn from(err: sqlx::Error) -> Self {
         Error::from(err).into()
     }
 }

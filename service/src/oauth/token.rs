@@ -15,14 +15,15 @@ use latchkey_store::now_ms;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use latchkey_domain::tokens::{Grant, Issued, digest, random_token};
+use latchkey_domain::{limits, login, scopes, sessions};
 use latchkey_store::codes::{self, Redemption};
+use latchkey_store::refresh_tokens::{self, NewRefresh, Rotation};
+use latchkey_store::users::{self, User};
+
 use super::form::Params;
-use super::{OAuthError, client_auth, no_store, scopes};
-use crate::accounts::{self, NewRefresh, Rotation, User};
+use super::{OAuthError, client_auth, no_store};
 use crate::app::AppState;
-use crate::limits;
-use crate::routes::auth::check_login;
-use crate::tokens::{Grant, Issued, digest, random_token};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/token", post(token))
@@ -151,7 +152,7 @@ async fn password(
     let username = params.require("username")?;
     let password = params.require("password")?.to_owned();
     let scope = scopes::resolve(params.get("scope"), &client.scopes)?;
-    let user = check_login(state, username, password).await?;
+    let user = login::check(state, username, password).await?;
     let family_id = uuid::Uuid::new_v4().to_string();
     issue_for_user(state, client, &user, &scope, &family_id, None).await
 }
@@ -187,7 +188,7 @@ async fn issue_for_user(
     let refresh_token = if client.allows_grant("refresh_token") {
         let now = now_ms();
         let token = random_token(32)?;
-        accounts::insert_refresh(
+        refresh_tokens::insert(
             &state.db,
             &NewRefresh {
                 token_hash: &digest(&token),
@@ -276,7 +277,7 @@ async fn authorization_code(
             access_jti,
             access_exp,
         } => {
-            accounts::revoke_family(&state.db, &family_id, now).await?;
+            refresh_tokens::revoke_family(&state.db, &family_id, now).await?;
             if let (Some(jti), Some(exp)) = (access_jti, access_exp) {
                 state.ephemeral.revoke_jti(&jti, exp, now).await?;
             }
@@ -321,7 +322,7 @@ async fn authorization_code(
         params.get("code_verifier"),
     )?;
 
-    let user = accounts::find_by_id(&state.db, &redeemed.user_id)
+    let user = users::find_by_id(&state.db, &redeemed.user_id)
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(|| OAuthError::invalid_grant("the user is no longer active"))?;
@@ -390,13 +391,13 @@ async fn refresh_token(
     // an unknown or used token goes on to `rotate_refresh`, which detects reuse.
     if let Some(requested) = params.get("scope")
         && let Some(original) =
-            accounts::refresh_scope(&state.db, &old_hash, &client.client_id).await?
+            refresh_tokens::live_scope(&state.db, &old_hash, &client.client_id).await?
     {
         let original: Vec<String> = original.split(' ').map(str::to_owned).collect();
         scopes::resolve(Some(requested), &original)?;
     }
     let successor = random_token(32)?;
-    let rotation = accounts::rotate_refresh(
+    let rotation = sessions::rotate_refresh(
         &state.db,
         &client.client_id,
         &old_hash,
@@ -429,11 +430,11 @@ async fn refresh_token(
         .map(str::to_owned)
         .collect();
     let scope = scopes::resolve(params.get("scope"), &original)?;
-    let user = accounts::find_by_id(&state.db, &user_id)
+    let user = users::find_by_id(&state.db, &user_id)
         .await?
         .filter(|u| u.is_active);
     let Some(user) = user else {
-        accounts::revoke_family(&state.db, &family_id, now).await?;
+        refresh_tokens::revoke_family(&state.db, &family_id, now).await?;
         return Err(OAuthError::invalid_grant("the user is no longer active"));
     };
     metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);

@@ -9,11 +9,12 @@ use axum::{Json, Router};
 use latchkey_store::clients::{self, ManagedBy};
 use latchkey_store::now_ms;
 
+use latchkey_domain::clients::{self as client_admin, ClientInput, ClientView};
+use latchkey_domain::{Error, scopes};
+
 use crate::app::AppState;
-use crate::client_admin::{self, ClientInput, ClientView};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::extract::{ApiJson, Bearer};
-use crate::oauth::scopes;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,7 +25,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn require_admin(bearer: &Bearer) -> Result<()> {
+fn require_admin(bearer: &Bearer) -> latchkey_domain::Result<()> {
     if scopes::contains(&bearer.0.scope, scopes::ADMIN) {
         Ok(())
     } else {
@@ -70,7 +71,7 @@ async fn create(
     let (record, secret) = client_admin::create(input, now_ms()).map_err(invalid)?;
     match clients::insert(&state.db, &record).await {
         Ok(()) => {}
-        Err(latchkey_store::Error::Conflict(_)) => return Err(Error::Conflict("client_id")),
+        Err(latchkey_store::Error::Conflict(_)) => return Err(Error::Conflict("client_id").into()),
         Err(e) => return Err(e.into()),
     }
     tracing::info!(
@@ -96,12 +97,12 @@ async fn update(
         .await?
         .ok_or(Error::NotFound)?;
     if record.managed_by == ManagedBy::Operator {
-        return Err(Error::ManagedElsewhere);
+        return Err(Error::ManagedElsewhere.into());
     }
     if input.client_id.as_ref().is_some_and(|id| *id != client_id)
         || input.public.is_some_and(|p| p != record.public)
     {
-        return Err(invalid(vec!["client_id and public cannot change".into()]));
+        return Err(invalid(vec!["client_id and public cannot change".into()]).into());
     }
     client_admin::apply(&mut record, input);
     client_admin::validate(&record).map_err(invalid)?;
@@ -120,7 +121,7 @@ async fn remove(
         .await?
         .ok_or(Error::NotFound)?;
     if record.managed_by == ManagedBy::Operator {
-        return Err(Error::ManagedElsewhere);
+        return Err(Error::ManagedElsewhere.into());
     }
     clients::delete(&state.db, &client_id).await?;
     Ok(StatusCode::NO_CONTENT)

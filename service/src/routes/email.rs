@@ -6,20 +6,22 @@
 //! task, so neither the answer nor its timing says whether an account exists.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use latchkey_store::now_ms;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accounts::{self, User};
+use latchkey_domain::email_tokens::{self, Purpose};
+use latchkey_domain::{Error, accounts, limits, passwords};
+use latchkey_store::users;
+
 use crate::app::AppState;
-use crate::email_tokens::{self, Purpose};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::extract::{ApiJson, Bearer};
-use crate::{limits, mail, passwords};
+use crate::pages;
 
 /// Longest token accepted from a link (ours are 43 characters).
 const MAX_TOKEN_LEN: usize = 128;
@@ -77,68 +79,10 @@ fn accepted() -> Response {
         .into_response()
 }
 
-fn link(state: &AppState, path: &str, token: &str) -> String {
-    format!("{}{path}?token={token}", state.settings.issuer)
-}
-
-fn ttl_ms(ttl: std::time::Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
 // === activation ===
 
-/// Issues an activation token for `user` and mails the link, in the background.
-pub fn send_verification(state: AppState, user: User) {
-    tokio::spawn(async move {
-        if let Err(err) = mail_verification(&state, &user).await {
-            let _ = err.into_response(); // logs the cause
-        }
-    });
-}
-
-async fn mail_verification(state: &AppState, user: &User) -> Result<()> {
-    mail_link(state, user, Purpose::VerifyEmail).await
-}
-
-/// Issues a single-use token for `purpose` (stored as a digest) and mails `user` the
-/// link that carries it.
-async fn mail_link(state: &AppState, user: &User, purpose: Purpose) -> Result<()> {
-    type Compose = fn(&str, &str, &str, &str, &str) -> mail::Mail;
-    let (ttl, path, compose): (_, _, Compose) = match purpose {
-        Purpose::VerifyEmail => (
-            state.settings.email_verification_ttl,
-            "/auth/verify-email",
-            mail::verify_email,
-        ),
-        Purpose::PasswordReset => (
-            state.settings.password_reset_ttl,
-            "/auth/password-reset/confirm",
-            mail::password_reset,
-        ),
-    };
-    let now = now_ms();
-    let token = email_tokens::issue(&state.db, &user.id, purpose, now, now + ttl_ms(ttl)).await?;
-    let link = link(state, path, &token);
-    state.mailer.spawn(compose(
-        &user.id,
-        &user.email,
-        display_name(user),
-        &link,
-        &mail::describe(ttl),
-    ));
-    Ok(())
-}
-
-fn display_name(user: &User) -> &str {
-    if user.full_name.is_empty() {
-        &user.username
-    } else {
-        &user.full_name
-    }
-}
-
 /// Spends an activation token and marks the address verified.
-async fn verify(state: &AppState, token: &str) -> Result<()> {
+async fn verify(state: &AppState, token: &str) -> latchkey_domain::Result<()> {
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Err(Error::InvalidLink);
     }
@@ -181,16 +125,15 @@ async fn resend_verification(
         return Ok(accepted());
     };
     tokio::spawn(async move {
-        match accounts::find_by_login(&state.db, &email).await {
+        let outcome = match users::find_by_login(&state.db, &email).await {
             Ok(Some(user)) if user.is_active && !user.email_verified => {
-                if let Err(err) = mail_verification(&state, &user).await {
-                    let _ = err.into_response();
-                }
+                accounts::mail_link(&state, &user, Purpose::VerifyEmail).await
             }
-            Ok(_) => {}
-            Err(err) => {
-                let _ = Error::from(err).into_response();
-            }
+            Ok(_) => Ok(()),
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = outcome {
+            latchkey_domain::log_failure(&err);
         }
     });
     Ok(accepted())
@@ -199,9 +142,9 @@ async fn resend_verification(
 /// Counts a request that mails `email` against the per-account limit (whether or not
 /// the account exists); `None` when it cannot be an address at all.
 async fn count_mail_request(state: &AppState, email: &str) -> Result<Option<String>> {
-    let email = accounts::normalize(email);
+    let email = users::normalize(email);
     let mut problems = Vec::new();
-    crate::routes::auth::validate_email(&email, &mut problems);
+    accounts::validate_email(&email, &mut problems);
     if !problems.is_empty() {
         return Ok(None);
     }
@@ -221,20 +164,20 @@ async fn password_reset(
     };
     tokio::spawn(async move {
         if let Err(err) = mail_reset(&state, &email).await {
-            let _ = err.into_response();
+            latchkey_domain::log_failure(&err);
         }
     });
     Ok(accepted())
 }
 
-async fn mail_reset(state: &AppState, email: &str) -> Result<()> {
-    let Some(user) = accounts::find_by_login(&state.db, email).await? else {
+async fn mail_reset(state: &AppState, email: &str) -> latchkey_domain::Result<()> {
+    let Some(user) = users::find_by_login(&state.db, email).await? else {
         return Ok(());
     };
     if !user.is_active {
         return Ok(());
     }
-    mail_link(state, &user, Purpose::PasswordReset).await
+    accounts::mail_link(state, &user, Purpose::PasswordReset).await
 }
 
 /// The link in the mail: says whether the token is still good, without spending it.
@@ -266,15 +209,15 @@ async fn confirm_reset(
     ApiJson(req): ApiJson<ResetConfirm>,
 ) -> Result<StatusCode> {
     if req.token.is_empty() || req.token.len() > MAX_TOKEN_LEN {
-        return Err(Error::InvalidLink);
+        return Err(Error::InvalidLink.into());
     }
     let now = now_ms();
     let user = match email_tokens::peek(&state.db, &req.token, Purpose::PasswordReset, now).await? {
-        Some(user_id) => accounts::find_by_id(&state.db, &user_id).await?,
+        Some(user_id) => users::find_by_id(&state.db, &user_id).await?,
         None => None,
     };
     let Some(user) = user.filter(|u| u.is_active) else {
-        return Err(Error::InvalidLink);
+        return Err(Error::InvalidLink.into());
     };
     // The policy first, so a weak password does not spend the token.
     state
@@ -285,12 +228,12 @@ async fn confirm_reset(
     let Some(revoked) =
         email_tokens::reset_password(&state.db, &req.token, &user.id, &hash, now_ms()).await?
     else {
-        return Err(Error::InvalidLink);
+        return Err(Error::InvalidLink.into());
     };
     if state.settings.lockout.enabled() {
         state
             .ephemeral
-            .clear_login_failures(&accounts::normalize(&user.username))
+            .clear_login_failures(&users::normalize(&user.username))
             .await?;
     }
     tracing::info!(
@@ -311,7 +254,7 @@ async fn change_password(
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> Result<StatusCode> {
     let user = bearer.user(&state).await?;
-    let key = accounts::normalize(&user.username);
+    let key = users::normalize(&user.username);
     limits::check_account(&state, &key).await?;
     if req.current_password.len() > passwords::MAX_LENGTH * 4
         || !state
@@ -319,15 +262,20 @@ async fn change_password(
             .verify(req.current_password, Some(user.password_hash.clone()))
             .await?
     {
-        return Err(Error::WrongPassword);
+        return Err(Error::WrongPassword.into());
     }
     state
         .policy
         .check(&req.new_password, &user.username, &user.email)?;
     let hash = state.hasher.hash(req.new_password).await?;
-    let revoked =
-        accounts::change_password(&state.db, &user.id, &hash, bearer.0.sid.as_deref(), now_ms())
-            .await?;
+    let revoked = users::change_password(
+        &state.db,
+        &user.id,
+        &hash,
+        bearer.0.sid.as_deref(),
+        now_ms(),
+    )
+    .await?;
     tracing::info!(
         user_id = user.id,
         revoked,
@@ -347,7 +295,11 @@ fn query_token(query: Option<&str>) -> String {
 }
 
 /// A page for browsers (`Accept: text/html`), our JSON otherwise.
-fn respond(headers: &HeaderMap, outcome: Result<&'static str>, status: &str) -> Response {
+fn respond(
+    headers: &HeaderMap,
+    outcome: latchkey_domain::Result<&'static str>,
+    status: &str,
+) -> Response {
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -355,29 +307,21 @@ fn respond(headers: &HeaderMap, outcome: Result<&'static str>, status: &str) -> 
     if !wants_html {
         return match outcome {
             Ok(message) => Json(json!({ "status": status, "message": message })).into_response(),
-            Err(err) => err.into_response(),
+            Err(err) => crate::error::Error(err).into_response(),
         };
     }
     let (code, message) = match outcome {
         Ok(message) => (StatusCode::OK, message.to_owned()),
         Err(err) => {
-            let response = err.into_response(); // logs a 5xx cause
-            let message = if response.status().is_server_error() {
+            latchkey_domain::log_failure(&err);
+            let (status, _) = crate::error::status_and_code(&err);
+            let message = if status.is_server_error() {
                 "Something went wrong. Please try again later.".to_owned()
             } else {
                 "This link is invalid, expired or already used. Ask for a new one.".to_owned()
             };
-            (response.status(), message)
+            (status, message)
         }
     };
-    let page = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Latchkey</title></head>\
-         <body><p>{}</p></body></html>\n",
-        mail::escape(&message)
-    );
-    let mut response = (code, Html(page)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    pages::link_answer(code, &message)
 }

@@ -41,7 +41,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await,
         Ok(Ok(()))
     );
-    let redis = if state.settings.redis_configured {
+    let redis = if state.web.redis_configured {
         Some(matches!(
             tokio::time::timeout(CHECK_TIMEOUT, state.ephemeral.ping()).await,
             Ok(Ok(()))

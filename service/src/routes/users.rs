@@ -7,7 +7,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::accounts::User;
+use latchkey_store::users::User;
+
 use crate::app::AppState;
 use crate::error::Result;
 use crate::extract::Bearer;

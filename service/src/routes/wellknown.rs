@@ -16,7 +16,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn public_cache(state: &AppState) -> HeaderValue {
-    let value = format!("public, max-age={}", state.settings.jwks_max_age.as_secs());
+    let value = format!("public, max-age={}", state.web.jwks_max_age.as_secs());
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("no-cache"))
 }
 

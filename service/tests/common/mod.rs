@@ -289,10 +289,10 @@ impl TestServer {
     /// would); returns it with its secret, if confidential.
     pub async fn client(
         &self,
-        input: latchkey::client_admin::ClientInput,
+        input: latchkey_domain::clients::ClientInput,
     ) -> (ClientRecord, Option<String>) {
-        let (record, secret) =
-            latchkey::client_admin::create(input, latchkey_store::now_ms()).expect("valid client");
+        let (record, secret) = latchkey_domain::clients::create(input, latchkey_store::now_ms())
+            .expect("valid client");
         latchkey_store::clients::insert(&self.db, &record)
             .await
             .expect("insert client");

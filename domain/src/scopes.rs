@@ -1,6 +1,6 @@
 //! Scopes (RFC 6749 §3.3): syntax, and what a client may ask for.
 
-use super::OAuthError;
+use crate::error::OAuthError;
 
 /// Scopes the service itself gives meaning to. Clients may also hold any other
 /// syntactically valid scope for their own resource servers.

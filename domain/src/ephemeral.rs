@@ -20,8 +20,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use anyhow::Context as _;
 use redis::aio::ConnectionManager;
 
-use crate::config::{Rate, RedisFailure};
 use crate::error::{Error, Result};
+use crate::limits::Rate;
 
 /// When Memory maps grow past this, expired entries are swept on the next write.
 const SWEEP_ABOVE: usize = 10_000;
@@ -54,7 +54,17 @@ pub struct RedisStore {
     prefix: Arc<str>,
     /// Where limits and lockout are counted while Redis is unreachable (fail open).
     fallback: Arc<Memory>,
-    failure: RedisFailure,
+    failure: FailurePolicy,
+}
+
+/// What rate limits and lockout do while Redis cannot be reached
+/// (`RATE_LIMITING_REDIS_FAILURE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Count in process (each replica on its own) until Redis is back.
+    Open,
+    /// Refuse with 503.
+    Closed,
 }
 
 /// The outcome of one rate-limit check, with what the `RateLimit-*` headers say.
@@ -75,28 +85,9 @@ impl Decision {
         ceil_secs(self.retry_after_ms)
     }
 
-    /// `RateLimit-Limit`, `-Remaining`, `-Reset` (draft-ietf-httpapi-ratelimit-headers),
-    /// and `Retry-After` when refused.
-    pub fn write_headers(&self, headers: &mut axum::http::HeaderMap) {
-        use axum::http::{HeaderName, HeaderValue};
-        headers.insert(
-            HeaderName::from_static("ratelimit-limit"),
-            HeaderValue::from(self.limit),
-        );
-        headers.insert(
-            HeaderName::from_static("ratelimit-remaining"),
-            HeaderValue::from(self.remaining),
-        );
-        headers.insert(
-            HeaderName::from_static("ratelimit-reset"),
-            HeaderValue::from(ceil_secs(self.reset_ms)),
-        );
-        if !self.allowed {
-            headers.insert(
-                axum::http::header::RETRY_AFTER,
-                HeaderValue::from(self.retry_after_secs().max(1)),
-            );
-        }
+    /// Whole seconds until the bucket is full again (`RateLimit-Reset`).
+    pub fn reset_secs(&self) -> i64 {
+        ceil_secs(self.reset_ms)
     }
 }
 
@@ -280,7 +271,7 @@ impl Ephemeral {
 
     /// Connects to Redis; fails at start-up if it does not answer. `failure` says what
     /// limits and lockout do when Redis stops answering later.
-    pub async fn redis(url: &str, prefix: &str, failure: RedisFailure) -> anyhow::Result<Self> {
+    pub async fn redis(url: &str, prefix: &str, failure: FailurePolicy) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("REDIS_URL")?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
@@ -485,13 +476,13 @@ impl RedisStore {
         metrics::counter!("latchkey_rate_limit_backend_errors_total").increment(1);
         let log = LIMITS_LOG.allow(latchkey_store::now_ms());
         match self.failure {
-            RedisFailure::Open => {
+            FailurePolicy::Open => {
                 if let Some(since) = log {
                     tracing::warn!(error = %err, failures_since_last_line = since, "redis unreachable: rate limits and lockout counted in process");
                 }
                 Ok(())
             }
-            RedisFailure::Closed => {
+            FailurePolicy::Closed => {
                 if let Some(since) = log {
                     tracing::error!(error = %err, failures_since_last_line = since, "redis unreachable: refusing requests (RATE_LIMITING_REDIS_FAILURE=closed)");
                 }

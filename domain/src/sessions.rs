@@ -1,14 +1,7 @@
-//! Accounts and refresh-token families: the rules over the queries in
-//! `latchkey_store::{users, refresh_tokens}`.
+//! Sessions: refresh-token families over `latchkey_store::refresh_tokens`.
 
-pub use latchkey_store::refresh_tokens::{
-    NewRefresh, Rotation, family as refresh_family, insert as insert_refresh,
-    live_scope as refresh_scope, revoke_family,
-};
-pub use latchkey_store::users::{
-    User, change_password, find_by_id, find_by_login, insert as create_user, normalize,
-};
-use latchkey_store::{Db, refresh_tokens};
+use latchkey_store::Db;
+use latchkey_store::refresh_tokens::{self, Rotation};
 
 use crate::error::Result;
 
@@ -26,7 +19,7 @@ pub async fn rotate_refresh(
     let rotation =
         refresh_tokens::rotate(db, client_id, old_hash, new_hash, new_expires_at, now).await?;
     if let Rotation::Reused { family_id } = &rotation {
-        let revoked = revoke_family(db, family_id, now).await?;
+        let revoked = refresh_tokens::revoke_family(db, family_id, now).await?;
         tracing::warn!(family_id, revoked, "refresh token reused; family revoked");
         metrics::counter!("latchkey_refresh_reuse_total").increment(1);
     }

@@ -4,7 +4,7 @@
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy};
 use serde::{Deserialize, Serialize};
 
-use crate::oauth::scopes;
+use crate::scopes;
 
 pub const GRANT_TYPES: [&str; 4] = [
     "authorization_code",

@@ -13,7 +13,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// OWASP Password Storage Cheat Sheet, argon2id minimum configuration.
@@ -107,6 +106,13 @@ fn base64_url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The non-empty lines of a password list, lower-cased.
+fn lines(list: &str) -> impl Iterator<Item = String> + '_ {
+    list.lines()
+        .map(|l| l.trim().to_lowercase())
+        .filter(|l| !l.is_empty())
+}
+
 /// What a new password must satisfy. Composition rules are off by default, as NIST
 /// SP 800-63B and ASVS 2.1.9 advise; length and the rejected list are always on.
 #[derive(Clone, Debug)]
@@ -120,30 +126,22 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let mut rejected: HashSet<String> = COMMON_PASSWORDS
-            .lines()
-            .map(|l| l.trim().to_lowercase())
-            .filter(|l| !l.is_empty())
-            .collect();
-        if let Some(path) = &config.password_reject_list {
-            let extra = std::fs::read_to_string(path)
-                .with_context(|| format!("PASSWORD_REJECT_LIST {}", path.display()))?;
-            rejected.extend(
-                extra
-                    .lines()
-                    .map(|l| l.trim().to_lowercase())
-                    .filter(|l| !l.is_empty()),
-            );
+    /// A policy of `min_length` with the built-in rejected list and no composition rules.
+    pub fn new(min_length: usize) -> Self {
+        Self {
+            min_length,
+            require_uppercase: false,
+            require_lowercase: false,
+            require_digit: false,
+            require_symbol: false,
+            rejected: Arc::new(lines(COMMON_PASSWORDS).collect()),
         }
-        Ok(Self {
-            min_length: config.password_min_length,
-            require_uppercase: config.password_require_uppercase,
-            require_lowercase: config.password_require_lowercase,
-            require_digit: config.password_require_digit,
-            require_symbol: config.password_require_symbol,
-            rejected: Arc::new(rejected),
-        })
+    }
+
+    /// Also rejects the passwords in `list`, one per line (`PASSWORD_REJECT_LIST`).
+    pub fn reject_also(mut self, list: &str) -> Self {
+        Arc::make_mut(&mut self.rejected).extend(lines(list));
+        self
     }
 
     /// Checks `password` for an account with these identifiers; every failed rule is

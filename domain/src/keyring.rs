@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axum::body::Bytes;
+use bytes::Bytes;
 use jsonwebtoken::DecodingKey;
 use latchkey_store::keydir::{self, KeyFile};
 use latchkey_store::keys::KeyPair;

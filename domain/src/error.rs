@@ -1,0 +1,134 @@
+//! The domain's one error type: every outcome a caller must tell apart, including the
+//! OAuth 2.0 outcomes (RFC 6749 §5.2) as [`Error::OAuth`].
+//!
+//! Nothing here knows HTTP: the service maps each variant to a status, a body and
+//! headers in one place (`latchkey::error`), and logs internal causes there, once.
+
+use crate::ephemeral::Decision;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed: bad JSON, wrong content type, missing fields.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is well-formed but its values are not acceptable.
+    #[error("{message}")]
+    Validation {
+        message: String,
+        details: Vec<String>,
+    },
+    /// The password fails the strength policy; `rules` names each failed rule.
+    #[error("the password does not meet the password policy")]
+    WeakPassword { rules: Vec<&'static str> },
+    #[error("{0} is already registered")]
+    Conflict(&'static str),
+    /// Wrong username or password. One message for both, so it cannot tell them apart.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failed logins: answered exactly like [`Error::InvalidCredentials`], plus
+    /// `Retry-After` (whole seconds), so it says nothing about whether the account exists.
+    #[error("invalid username or password")]
+    LockedOut { retry_after: u64 },
+    #[error("the account is disabled")]
+    AccountDisabled,
+    /// The password was right but the account's email address is not confirmed yet.
+    #[error(
+        "the email address is not verified yet; follow the link in the mail or ask for a new one at /auth/resend-verification"
+    )]
+    EmailNotVerified,
+    /// An emailed link whose token is unknown, expired or already used.
+    #[error("the link is invalid, expired or already used")]
+    InvalidLink,
+    /// A signed-in user's current password, given to change it, is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// A refresh token that is unknown, expired, revoked or reused.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// A missing, malformed, expired or revoked bearer token (RFC 6750 §3.1).
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    /// A valid token without the scope this resource needs (RFC 6750 §3.1).
+    #[error("{0}")]
+    InsufficientScope(&'static str),
+    /// An OAuth 2.0 protocol outcome (RFC 6749 §5.2): what the token, introspection and
+    /// revocation endpoints answer.
+    #[error("{0}")]
+    OAuth(OAuthError),
+    #[error("not found")]
+    NotFound,
+    /// The resource is managed by the operator (an `OAuthClient`); change it there.
+    #[error(
+        "this client is managed by the Kubernetes operator; change its OAuthClient resource instead"
+    )]
+    ManagedElsewhere,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(&'static str),
+    /// A rate limit was exceeded.
+    #[error("too many requests; retry after {} seconds", .0.retry_after_secs())]
+    RateLimited(Decision),
+    /// The service cannot do this right now (no signing key, database down).
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<latchkey_store::Error> for Error {
+    fn from(err: latchkey_store::Error) -> Self {
+        match err {
+            err if err.is_pool_timeout() => Self::Unavailable("the database is not answering"),
+            latchkey_store::Error::Taken(field) => Self::Conflict(field),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<OAuthError> for Error {
+    fn from(err: OAuthError) -> Self {
+        Self::OAuth(err)
+    }
+}
+
+/// An RFC 6749 §5.2 error: its `error` code and `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{description}")]
+pub struct OAuthError {
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new("invalid_request", description)
+    }
+
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new("invalid_client", description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new("invalid_grant", description)
+    }
+
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new("invalid_scope", description)
+    }
+
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new("unauthorized_client", description)
+    }
+}

@@ -1,0 +1,111 @@
+//! The rate-limit policy: which limit applies per client IP and route, per account
+//! (login attempts per username, [`check_account`]) and per OAuth client (token
+//! endpoint, [`check_client`]). The counting itself is GCRA in
+//! [`Ephemeral`](crate::ephemeral), shared by every replica through Redis; the per-IP
+//! middleware that applies [`Limits::for_route`] is the service's.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use latchkey_store::now_ms;
+
+use crate::Core;
+use crate::ephemeral::Decision;
+use crate::error::{Error, Result};
+
+/// Probes and scrapes are never limited: a limited `/ready` would take pods out of
+/// service under load, exactly when they are needed.
+pub const EXEMPT: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+/// A rate: at most `limit` requests per `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+/// The configured limits, resolved once. `None` rates are off.
+#[derive(Debug, Default)]
+pub struct Limits {
+    pub default: Option<Rate>,
+    /// Route template -> its rate (`None`: not limited), overriding `default`.
+    pub routes: HashMap<String, Option<Rate>>,
+    pub account: Option<Rate>,
+    pub client: Option<Rate>,
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Limits {
+    /// The per-IP rate of `route` (a route template), if it is limited.
+    pub fn for_route(&self, route: &str) -> Option<Rate> {
+        if EXEMPT.contains(&route) {
+            return None;
+        }
+        self.routes.get(route).copied().unwrap_or(self.default)
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Counts a login attempt against the (normalized) username, known or not.
+pub async fn check_account(core: &Core, login: &str) -> Result<()> {
+    match core.limits.account {
+        Some(rate) => check(core, "account", &format!("acct:{login}"), rate).await,
+        None => Ok(()),
+    }
+}
+
+/// Counts a token request against the authenticated client.
+pub async fn check_client(core: &Core, client_id: &str) -> Result<()> {
+    match core.limits.client {
+        Some(rate) => check(core, "client", &format!("client:{client_id}"), rate).await,
+        None => Ok(()),
+    }
+}
+
+async fn check(core: &Core, scope: &'static str, key: &str, rate: Rate) -> Result<()> {
+    let decision = core.ephemeral.rate_limit(key, rate, now_ms()).await?;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(refuse(scope, decision))
+    }
+}
+
+/// A refusal of `scope` (`ip`, `account`, `client`): counted, then the error.
+pub fn refuse(scope: &'static str, decision: Decision) -> Error {
+    metrics::counter!("latchkey_rate_limited_total", "scope" => scope).increment(1);
+    Error::RateLimited(decision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_exempt_and_routes_override() {
+        let rate = |limit| Rate {
+            limit,
+            period: Duration::from_secs(60),
+        };
+        let limits = Limits {
+            default: Some(rate(100)),
+            routes: [
+                ("/auth/login".to_owned(), Some(rate(5))),
+                ("/oauth/token".to_owned(), None),
+            ]
+            .into(),
+            ..Limits::default()
+        };
+        assert_eq!(limits.for_route("/ready"), None);
+        assert_eq!(limits.for_route("/auth/login"), Some(rate(5)));
+        assert_eq!(limits.for_route("/oauth/token"), None);
+        assert_eq!(limits.for_route("/users/me"), Some(rate(100)));
+    }
+}

@@ -1,0 +1,86 @@
+//! Login: the one credential check every login path goes through (`/auth/login`, the
+//! password grant, the login page of `/oauth/authorize`), with lockout.
+
+use latchkey_store::{now_ms, users};
+
+use crate::Core;
+use crate::ephemeral::ceil_secs;
+use crate::error::{Error, Result};
+use crate::{limits, passwords};
+
+/// Longest input we are willing to feed argon2 at login (bytes); anything longer cannot
+/// be a valid password and is refused without hashing.
+pub const MAX_PASSWORD_BYTES: usize = passwords::MAX_LENGTH * 4;
+
+/// Checks a username (or email) and password. An unknown user is verified against a
+/// dummy hash: same answer, same time. A locked account answers
+/// [`Error::InvalidCredentials`] here; [`check`] tells the lockout apart.
+pub async fn verify(core: &Core, login: &str, password: String) -> Result<users::User> {
+    check(core, login, password).await.map_err(|err| match err {
+        Error::LockedOut { .. } => Error::InvalidCredentials,
+        other => other,
+    })
+}
+
+/// [`verify`], but a locked account is [`Error::LockedOut`] (the same 401 body, plus
+/// `Retry-After`), and too many attempts on one username are [`Error::RateLimited`].
+///
+/// Failures are counted per normalized username, whether or not such a user exists, so
+/// lockout reveals nothing about which accounts exist. While locked the password is not
+/// checked at all, but the dummy hash is still verified so the answer takes as long.
+pub async fn check(core: &Core, login: &str, password: String) -> Result<users::User> {
+    if password.len() > MAX_PASSWORD_BYTES || login.len() > 254 {
+        return Err(Error::InvalidCredentials);
+    }
+    // The account's username when it exists, so its username and its email share one
+    // count; otherwise what was typed, so unknown names are counted the same way.
+    let user = users::find_by_login(&core.db, login).await?;
+    let key = users::normalize(user.as_ref().map_or(login, |u| u.username.as_str()));
+    limits::check_account(core, &key).await?;
+    let policy = core.settings.lockout;
+    if policy.enabled()
+        && let Some(ms) = core.ephemeral.locked_for(&key, now_ms()).await?
+    {
+        core.hasher.verify(password, None).await?;
+        metrics::counter!("latchkey_logins_total", "result" => "locked").increment(1);
+        return Err(Error::LockedOut {
+            retry_after: ceil_secs(ms).unsigned_abs().max(1),
+        });
+    }
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = core.hasher.verify(password, stored).await?;
+    let user = match user {
+        Some(user) if matched => user,
+        _ => {
+            metrics::counter!("latchkey_logins_total", "result" => "failure").increment(1);
+            if policy.enabled()
+                && let Some(ms) = core
+                    .ephemeral
+                    .record_login_failure(&key, &policy, now_ms())
+                    .await?
+            {
+                // No username: it may be a password typed into the wrong field.
+                tracing::warn!(locked_for_ms = ms, "too many failed logins: account locked");
+                metrics::counter!("latchkey_lockouts_total").increment(1);
+                return Err(Error::LockedOut {
+                    retry_after: ceil_secs(ms).unsigned_abs().max(1),
+                });
+            }
+            return Err(Error::InvalidCredentials);
+        }
+    };
+    if policy.enabled() {
+        core.ephemeral.clear_login_failures(&key).await?;
+    }
+    if !user.is_active {
+        metrics::counter!("latchkey_logins_total", "result" => "disabled").increment(1);
+        return Err(Error::AccountDisabled);
+    }
+    // Only after the right password, so it tells nothing to someone who lacks it.
+    if core.settings.require_email_verification && !user.email_verified {
+        metrics::counter!("latchkey_logins_total", "result" => "unverified").increment(1);
+        return Err(Error::EmailNotVerified);
+    }
+    metrics::counter!("latchkey_logins_total", "result" => "success").increment(1);
+    Ok(user)
+}
