@@ -50,6 +50,9 @@ pub enum Error {
     /// A missing, malformed, expired or revoked bearer token (RFC 6750 §3.1).
     #[error("{0}")]
     InvalidToken(&'static str),
+    /// A refresh token of a user who is gone or disabled: the session is revoked.
+    #[error("the account is no longer active")]
+    AccountInactive,
     /// A valid token without the scope this resource needs (RFC 6750 §3.1).
     #[error("{0}")]
     InsufficientScope(&'static str),

@@ -1,27 +1,163 @@
-//! Sessions: refresh-token families over `latchkey_store::refresh_tokens`.
+//! Sessions: refresh-token families. One flow for `/auth/refresh` and the
+//! `refresh_token` grant alike: [`start`] a family at sign-in, [`rotate`] it on every
+//! refresh (a reused token revokes the whole family), [`revoke`] it at logout or when
+//! what it came from was replayed.
 
-use latchkey_store::Db;
-use latchkey_store::refresh_tokens::{self, Rotation};
+use std::time::Duration;
 
-use crate::error::Result;
+use latchkey_store::refresh_tokens::{self, NewRefresh, Rotation};
+use latchkey_store::users::{self, User};
 
-/// Consumes a refresh token and stores its successor (see
-/// [`latchkey_store::refresh_tokens::rotate`]). Presenting an already-used token revokes
-/// its whole family: the legitimate holder and the thief both lose the session.
-pub async fn rotate_refresh(
-    db: &Db,
+use crate::Core;
+use crate::error::{Error, Result};
+use crate::scopes;
+use crate::tokens::{digest, random_token};
+
+/// Longest refresh token looked up (ours are 43 characters).
+const MAX_TOKEN_LEN: usize = 512;
+
+/// A session to start: the first refresh token of family `family_id`.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    pub user_id: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub family_id: &'a str,
+    /// The client's own refresh-token lifetime; `None` takes the service's.
+    pub refresh_ttl: Option<Duration>,
+}
+
+/// Stores the first refresh token of a session; returns the token (only its digest is
+/// kept).
+pub async fn start(core: &Core, session: &NewSession<'_>, now: i64) -> Result<String> {
+    let token = random_token(32)?;
+    refresh_tokens::insert(
+        &core.db,
+        &NewRefresh {
+            token_hash: &digest(&token),
+            family_id: session.family_id,
+            user_id: session.user_id,
+            client_id: session.client_id,
+            scope: session.scope,
+            expires_at: expiry(core, session.refresh_ttl, now),
+        },
+        now,
+    )
+    .await?;
+    metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
+    Ok(token)
+}
+
+/// When a refresh token issued `now` expires.
+fn expiry(core: &Core, ttl: Option<Duration>, now: i64) -> i64 {
+    let ttl = ttl.unwrap_or(core.settings.refresh_ttl);
+    now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// A refresh that went through: the successor token and whom it is for.
+#[derive(Debug)]
+pub struct Rotated {
+    pub refresh_token: String,
+    pub family_id: String,
+    pub user: User,
+    /// The scope for the new access token: the requested one (never wider than the
+    /// session's), or the session's.
+    pub scope: String,
+}
+
+/// Rotates the refresh token `presented` of `client_id`: consumes it and stores its
+/// successor. The scope may narrow for the new access token (`requested`), never widen;
+/// the successor keeps the session's scope. Narrowing is checked before consuming, so a
+/// bad scope does not burn a live token.
+///
+/// Presenting an already-used token revokes its whole family: the legitimate holder
+/// and the thief both lose the session. A session whose user is gone or disabled is
+/// revoked too ([`Error::AccountInactive`]).
+pub async fn rotate(
+    core: &Core,
     client_id: &str,
-    old_hash: &str,
-    new_hash: &str,
-    new_expires_at: i64,
+    presented: &str,
+    requested: Option<&str>,
+    refresh_ttl: Option<Duration>,
     now: i64,
-) -> Result<Rotation> {
-    let rotation =
-        refresh_tokens::rotate(db, client_id, old_hash, new_hash, new_expires_at, now).await?;
-    if let Rotation::Reused { family_id } = &rotation {
-        let revoked = refresh_tokens::revoke_family(db, family_id, now).await?;
-        tracing::warn!(family_id, revoked, "refresh token reused; family revoked");
-        metrics::counter!("latchkey_refresh_reuse_total").increment(1);
+) -> Result<Rotated> {
+    if presented.is_empty() || presented.len() > MAX_TOKEN_LEN {
+        return Err(Error::InvalidGrant("the refresh token is invalid"));
     }
-    Ok(rotation)
+    let old_hash = digest(presented);
+    // An unknown or used token goes on to `rotate`, which detects reuse.
+    if let Some(requested) = requested
+        && let Some(original) = refresh_tokens::live_scope(&core.db, &old_hash, client_id).await?
+    {
+        let original: Vec<String> = original.split(' ').map(str::to_owned).collect();
+        scopes::resolve(Some(requested), &original)?;
+    }
+    let successor = random_token(32)?;
+    let rotation = refresh_tokens::rotate(
+        &core.db,
+        client_id,
+        &old_hash,
+        &digest(&successor),
+        expiry(core, refresh_ttl, now),
+        now,
+    )
+    .await?;
+    let (family_id, user_id, original_scope) = match rotation {
+        Rotation::Rotated {
+            family_id,
+            user_id,
+            scope,
+            ..
+        } => (family_id, user_id, scope),
+        Rotation::Reused { family_id } => {
+            let revoked = refresh_tokens::revoke_family(&core.db, &family_id, now).await?;
+            tracing::warn!(family_id, revoked, "refresh token reused; family revoked");
+            metrics::counter!("latchkey_refresh_reuse_total").increment(1);
+            return Err(Error::InvalidGrant(
+                "the refresh token was already used; the session has been revoked",
+            ));
+        }
+        Rotation::Invalid => {
+            return Err(Error::InvalidGrant(
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+    };
+    let original: Vec<String> = original_scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let scope = scopes::resolve(requested, &original)?;
+    let user = users::find_by_id(&core.db, &user_id)
+        .await?
+        .filter(|u| u.is_active);
+    let Some(user) = user else {
+        refresh_tokens::revoke_family(&core.db, &family_id, now).await?;
+        return Err(Error::AccountInactive);
+    };
+    metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
+    Ok(Rotated {
+        refresh_token: successor,
+        family_id,
+        user,
+        scope,
+    })
+}
+
+/// Ends a session: the access token `access` (its `jti` and expiry in ms) is revoked
+/// until it expires, and every refresh token of `family_id`.
+pub async fn revoke(
+    core: &Core,
+    access: Option<(&str, i64)>,
+    family_id: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    if let Some((jti, expires_at_ms)) = access {
+        core.ephemeral.revoke_jti(jti, expires_at_ms, now).await?;
+    }
+    if let Some(family_id) = family_id {
+        refresh_tokens::revoke_family(&core.db, family_id, now).await?;
+    }
+    Ok(())
 }

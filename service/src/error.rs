@@ -93,7 +93,9 @@ pub fn status_and_code(err: &DomainError) -> (StatusCode, &'static str) {
         DomainError::InvalidLink => (StatusCode::BAD_REQUEST, "invalid_token"),
         // 403: the bearer token itself is fine.
         DomainError::WrongPassword => (StatusCode::FORBIDDEN, "invalid_credentials"),
-        DomainError::InvalidGrant(_) => (StatusCode::UNAUTHORIZED, "invalid_grant"),
+        DomainError::InvalidGrant(_) | DomainError::AccountInactive => {
+            (StatusCode::UNAUTHORIZED, "invalid_grant")
+        }
         DomainError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
         DomainError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
         DomainError::OAuth(e) => (crate::oauth::status_of(e.code), e.code),

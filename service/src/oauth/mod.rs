@@ -122,6 +122,7 @@ impl From<Error> for OAuthError {
                 Self::invalid_grant("the account's email address is not verified yet")
             }
             Error::InvalidGrant(d) => Self::invalid_grant(d),
+            Error::AccountInactive => Self::invalid_grant("the user is no longer active"),
             Error::Unavailable(d) => Self::new("temporarily_unavailable", d),
             other => {
                 // The cause goes to the log; the client sees only "server_error".

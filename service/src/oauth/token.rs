@@ -10,16 +10,15 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use latchkey_domain::sessions::{self, NewSession};
+use latchkey_domain::tokens::{Grant, Issued, digest};
+use latchkey_domain::{limits, login, scopes};
 use latchkey_store::clients::ClientRecord;
+use latchkey_store::codes::{self, Redemption};
 use latchkey_store::now_ms;
+use latchkey_store::users::{self, User};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
-
-use latchkey_domain::tokens::{Grant, Issued, digest, random_token};
-use latchkey_domain::{limits, login, scopes, sessions};
-use latchkey_store::codes::{self, Redemption};
-use latchkey_store::refresh_tokens::{self, NewRefresh, Rotation};
-use latchkey_store::users::{self, User};
 
 use super::form::Params;
 use super::{OAuthError, client_auth, no_store};
@@ -44,7 +43,7 @@ pub struct TokenBody {
 }
 
 impl TokenBody {
-    fn new(issued: Issued, refresh_token: Option<String>, id_token: Option<String>) -> Self {
+    pub fn new(issued: Issued, refresh_token: Option<String>, id_token: Option<String>) -> Self {
         Self {
             expires_in: u64::try_from(issued.claims.exp - issued.claims.iat).unwrap_or_default(),
             scope: issued.claims.scope,
@@ -186,23 +185,14 @@ async fn issue_for_user(
         })
         .await?;
     let refresh_token = if client.allows_grant("refresh_token") {
-        let now = now_ms();
-        let token = random_token(32)?;
-        refresh_tokens::insert(
-            &state.db,
-            &NewRefresh {
-                token_hash: &digest(&token),
-                family_id,
-                user_id: &user.id,
-                client_id: &client.client_id,
-                scope,
-                expires_at: refresh_expiry(state, client, now),
-            },
-            now,
-        )
-        .await?;
-        metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
-        Some(token)
+        let session = NewSession {
+            user_id: &user.id,
+            client_id: &client.client_id,
+            scope,
+            family_id,
+            refresh_ttl: seconds(client.refresh_token_ttl),
+        };
+        Some(sessions::start(state, &session, now_ms()).await?)
     } else {
         None
     };
@@ -222,11 +212,6 @@ async fn issue_for_user(
         _ => None,
     };
     Ok(TokenBody::new(issued, refresh_token, id_token))
-}
-
-fn refresh_expiry(state: &AppState, client: &ClientRecord, now: i64) -> i64 {
-    let ttl = seconds(client.refresh_token_ttl).unwrap_or(state.settings.refresh_ttl);
-    now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// OpenID Connect Core §2 ID token, with `at_hash` (§3.1.3.6) binding it to the access
@@ -277,10 +262,8 @@ async fn authorization_code(
             access_jti,
             access_exp,
         } => {
-            refresh_tokens::revoke_family(&state.db, &family_id, now).await?;
-            if let (Some(jti), Some(exp)) = (access_jti, access_exp) {
-                state.ephemeral.revoke_jti(&jti, exp, now).await?;
-            }
+            let access = access_jti.as_deref().zip(access_exp);
+            sessions::revoke(state, access, Some(&family_id), now).await?;
             tracing::warn!(
                 client_id = client.client_id,
                 "authorization code replayed; tokens revoked"
@@ -374,82 +357,36 @@ fn verify_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OA
     }
 }
 
-/// RFC 6749 §6 with rotation: the scope may narrow for the new access token, never
-/// widen; the successor refresh token keeps the original scope.
+/// RFC 6749 §6 with rotation, through the same session flow as `/auth/refresh`
+/// ([`sessions::rotate`]): the scope may narrow for the new access token, never widen;
+/// the successor refresh token keeps the original scope.
 async fn refresh_token(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
 ) -> Result<TokenBody, OAuthError> {
     let presented = params.require("refresh_token")?;
-    if presented.len() > 512 {
-        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
-    }
-    let old_hash = digest(presented);
-    let now = now_ms();
-    // Narrowing is checked before consuming, so a bad scope does not burn a live token;
-    // an unknown or used token goes on to `rotate_refresh`, which detects reuse.
-    if let Some(requested) = params.get("scope")
-        && let Some(original) =
-            refresh_tokens::live_scope(&state.db, &old_hash, &client.client_id).await?
-    {
-        let original: Vec<String> = original.split(' ').map(str::to_owned).collect();
-        scopes::resolve(Some(requested), &original)?;
-    }
-    let successor = random_token(32)?;
-    let rotation = sessions::rotate_refresh(
-        &state.db,
+    let rotated = sessions::rotate(
+        state,
         &client.client_id,
-        &old_hash,
-        &digest(&successor),
-        refresh_expiry(state, client, now),
-        now,
+        presented,
+        params.get("scope"),
+        seconds(client.refresh_token_ttl),
+        now_ms(),
     )
     .await?;
-    let (family_id, user_id, original_scope) = match rotation {
-        Rotation::Rotated {
-            family_id,
-            user_id,
-            scope,
-            ..
-        } => (family_id, user_id, scope),
-        Rotation::Reused { .. } => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used; the session has been revoked",
-            ));
-        }
-        Rotation::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked",
-            ));
-        }
-    };
-    let original: Vec<String> = original_scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let scope = scopes::resolve(params.get("scope"), &original)?;
-    let user = users::find_by_id(&state.db, &user_id)
-        .await?
-        .filter(|u| u.is_active);
-    let Some(user) = user else {
-        refresh_tokens::revoke_family(&state.db, &family_id, now).await?;
-        return Err(OAuthError::invalid_grant("the user is no longer active"));
-    };
-    metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
     let issued = state
         .tokens
         .issue(&Grant {
-            sub: &user.id,
+            sub: &rotated.user.id,
             client_id: &client.client_id,
-            scope: &scope,
-            sid: Some(&family_id),
+            scope: &rotated.scope,
+            sid: Some(&rotated.family_id),
             audience: client.audience.as_deref(),
             ttl: seconds(client.access_token_ttl),
         })
         .await?;
-    Ok(TokenBody::new(issued, Some(successor), None))
+    Ok(TokenBody::new(issued, Some(rotated.refresh_token), None))
 }
 
 #[cfg(test)]
