@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::plan::{self, Settings};
+use crate::oauthclient::plan::{self, Settings};
 
 /// latchkey-operator: turns OAuthClient resources into Latchkey database rows and Secrets.
 ///

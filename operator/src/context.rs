@@ -8,7 +8,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use latchkey_store::Db;
 
-use crate::plan::Settings;
+use crate::oauthclient::plan::Settings;
 
 /// Shared by all reconciles; cheap to reach through an `Arc`.
 pub struct Context {

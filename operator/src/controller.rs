@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 
 use crate::context::Context;
 use crate::oauthclient::MANAGER;
-use crate::{Error, Result, metrics, plan};
+use crate::oauthclient::plan;
+use crate::{Error, Result, metrics};
 
 /// A custom resource this operator reconciles.
 pub trait Reconciled:

@@ -4,15 +4,15 @@
 //!
 //! # Layout
 //! - [`config`]: the clap configuration (flags and environment).
-//! - [`plan`]: every decision as a pure function of the spec, what the Secret and the
-//!   database hold, and the time — unit-tested without a cluster.
-//! - [`oauthclient`]: the controller: reads the world, asks `plan`, writes the row, the
-//!   Secret, the status and Events, in a crash-safe order.
-//! - [`rotation`]: the signing-key life cycle (Next → Active → Retired → deleted) as pure
-//!   functions of the recorded keys, the manual actions and the time.
+//! - [`oauthclient`]: the OAuthClient controller: reads the world, asks its planner, writes
+//!   the row, the Secret, the status and Events, in a crash-safe order.
+//!   - [`oauthclient::plan`]: every decision as a pure function of the spec, what the
+//!     Secret and the database hold, and the time — unit-tested without a cluster.
 //! - [`signingkey`]: the SigningKey controller: writes the Secret, the `signing_keys`
 //!   rows, the status and Events so that a key's private half is in the Secret before
 //!   its row is Active, and requeues at the next transition.
+//!   - [`signingkey::rotation`]: the signing-key life cycle (Next → Active → Retired →
+//!     deleted) as pure functions of the recorded keys, the manual actions and the time.
 //! - [`leader`]: leader election over a Lease; only the holder runs the controllers.
 //! - [`controller`]: the scaffolding both controllers share, written once: watch, the
 //!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events.
@@ -22,13 +22,13 @@
 //! ```text
 //! OAuthClient ──watch──► controller::reconcile ──finalizer()──► oauthclient apply / cleanup
 //!                                  │                                 │
-//!                                  └── plan::* (pure) ◄──────────────┘
+//!                                  └── oauthclient::plan (pure) ◄────┘
 //!                                                                    ├─► oauth_clients row (digest)
 //!                                                                    ├─► Secret <name>-oauth
 //!                                                                    └─► status, Events
 //! SigningKey  ──watch──► controller::reconcile ──finalizer()──► signingkey apply / cleanup
 //!                                  │                                 │
-//!                                  └── rotation::* (pure) ◄──────────┘
+//!                                  └── signingkey::rotation (pure) ◄─┘
 //!                                                                    ├─► Secret <name>-signing-keys (<kid>.pem)
 //!                                                                    ├─► signing_keys rows (public JWK, state)
 //!                                                                    └─► status, Events; requeue at the next transition
@@ -42,8 +42,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod oauthclient;
-pub mod plan;
-pub mod rotation;
 pub mod signingkey;
 
 use std::sync::Arc;

@@ -1,10 +1,12 @@
-//! The OAuthClient controller: the I/O around [`crate::plan`].
+//! The OAuthClient controller: the I/O around [`plan`].
 //!
 //! `reconcile` only dispatches through kube's `finalizer()`: [`apply`] for a live
 //! resource, [`cleanup`] for one being deleted. Each reads the world (the Secret, the
 //! database row), asks `plan` what to do, and does it in a crash-safe order: the database
 //! row first (so the service accepts a new secret before anyone can read it), then the
 //! Secret, then the status, then Events.
+
+pub mod plan;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -16,8 +18,8 @@ use latchkey_store::clients::{self, ClientSecret};
 
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
-use crate::plan::{self, Found, Readiness, RowAction, SecretChange};
 use crate::{Error, Result};
+use plan::{Found, Readiness, RowAction, SecretChange};
 
 /// The finalizer that keeps a resource until its database row is gone.
 pub const FINALIZER: &str = "latchkey.dev/oauthclient-cleanup";

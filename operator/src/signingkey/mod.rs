@@ -1,4 +1,4 @@
-//! The SigningKey controller: the I/O around [`crate::rotation`].
+//! The SigningKey controller: the I/O around [`rotation`].
 //!
 //! `reconcile` only dispatches through kube's `finalizer()`: [`apply`] for a live
 //! resource, [`cleanup`] for one being deleted. `apply` reads the Secret (the record of
@@ -17,6 +17,8 @@
 //! Each step is idempotent and derived from the record, so a crash between any two
 //! resumes where it stopped.
 
+pub mod rotation;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::ByteString;
@@ -34,9 +36,9 @@ use latchkey_store::signing_keys;
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
 use crate::oauthclient::MANAGER;
-use crate::plan::Found;
-use crate::rotation::{self, Key, Manual, Plan};
+use crate::oauthclient::plan::Found;
 use crate::{Error, Result};
+use rotation::{Key, Manual, Plan};
 
 /// The finalizer that keeps a resource until its rows are gone.
 pub const FINALIZER: &str = "latchkey.dev/signingkey-cleanup";
