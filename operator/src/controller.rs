@@ -19,9 +19,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics;
 use crate::oauthclient::MANAGER;
 use crate::oauthclient::plan;
-use crate::{Error, Result, metrics};
 
 /// A custom resource this operator reconciles.
 pub trait Reconciled:

@@ -17,6 +17,7 @@
 //! - [`controller`]: the scaffolding both controllers share, written once: watch, the
 //!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events.
 //! - [`context`]: what reconciles share (clients, settings, Event recorder, back-off).
+//! - `error`: the crate's one error enum ([`Error`]), with a bounded metrics label per variant.
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
 //!
 //! ```text
@@ -38,6 +39,7 @@
 pub mod config;
 pub mod context;
 pub mod controller;
+mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -48,55 +50,9 @@ use std::sync::Arc;
 
 pub use config::Config;
 use context::Context;
+pub use error::{Error, Result};
 use latchkey_crds::{OAuthClient, SigningKey};
 use latchkey_store::Db;
-
-/// Errors of the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("object has no {0}")]
-    MissingField(&'static str),
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("database: {0}")]
-    Store(#[from] latchkey_store::Error),
-    #[error("{0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error(
-        "cannot list {0} ({1}): is the CRD installed (kubectl apply -f charts/latchkey/crds/) and may this account list them?"
-    )]
-    CrdUnavailable(&'static str, #[source] kube::Error),
-    #[error("leadership lost: another replica reconciles now")]
-    LostLeadership,
-    #[error("kubernetes client configuration: {0}")]
-    KubeConfig(#[from] kube::config::InferConfigError),
-    #[error("listening on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    /// A bounded label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::MissingField(_) => "missing_field",
-            Self::Kube(_) | Self::CrdUnavailable(..) | Self::KubeConfig(_) => "kubernetes",
-            Self::Store(_) => "database",
-            Self::Listen { .. } => "listen",
-            Self::LostLeadership => "leader_election",
-            Self::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
-                _ => "finalizer",
-            },
-        }
-    }
-}
 
 /// Connects to the database (applying migrations) and to Kubernetes, serves HTTP, and
 /// runs the controllers until `shutdown` completes.

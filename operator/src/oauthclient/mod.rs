@@ -18,7 +18,7 @@ use latchkey_store::clients::{self, ClientSecret};
 
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 use plan::{Found, Readiness, RowAction, SecretChange};
 
 /// The finalizer that keeps a resource until its database row is gone.

@@ -35,9 +35,9 @@ use latchkey_store::signing_keys;
 
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
+use crate::error::{Error, Result};
 use crate::oauthclient::MANAGER;
 use crate::oauthclient::plan::Found;
-use crate::{Error, Result};
 use rotation::{Key, Manual, Plan};
 
 /// The finalizer that keeps a resource until its rows are gone.
