@@ -15,9 +15,13 @@
 //!     deleted) as pure functions of the recorded keys, the manual actions and the time.
 //! - [`leader`]: leader election over a Lease; only the holder runs the controllers.
 //! - [`controller`]: the scaffolding both controllers share, written once: watch, the
-//!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events.
-//! - [`context`]: what reconciles share (clients, settings, Event recorder, back-off).
-//! - `error`: the crate's one error enum ([`Error`]), with a bounded metrics label per variant.
+//!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events,
+//!   the field manager of every write, the labels of the Secrets the operator owns and
+//!   how such a Secret is classified (`Found`: missing, foreign, or ours).
+//! - [`context`]: what reconciles share (clients, [`context::Settings`], Event recorder,
+//!   the failure counts behind back-off).
+//! - `error`: the crate's one error enum ([`Error`]), with a bounded metrics label per
+//!   variant.
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
 //!
 //! ```text
@@ -34,6 +38,12 @@
 //!                                                                    ├─► signing_keys rows (public JWK, state)
 //!                                                                    └─► status, Events; requeue at the next transition
 //! ```
+//!
+//! Module dependencies run one way, with no cycle: `lib` (which runs everything) uses the
+//! others; a controller (`oauthclient`, `signingkey`) uses its planner, `controller` and
+//! `context`; a planner uses only `controller`'s pure items (`Found`, the labels) and
+//! `context::Settings`; `controller` uses `context` and `metrics`; `config` uses
+//! `context` and `leader`; all of them use `error`. Only `lib` uses a controller.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -9,7 +9,7 @@
 pub mod plan;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -17,14 +17,12 @@ use latchkey_crds::{OAuthClient, OAuthClientStatus};
 use latchkey_store::clients::{self, ClientSecret};
 
 use crate::context::Context;
-use crate::controller::{self, Reconciled};
+use crate::controller::{self, Found, Reconciled};
 use crate::error::{Error, Result};
-use plan::{Found, Readiness, RowAction, SecretChange};
+use plan::{Readiness, RowAction, SecretChange};
 
 /// The finalizer that keeps a resource until its database row is gone.
 pub const FINALIZER: &str = "latchkey.dev/oauthclient-cleanup";
-/// Field manager of every write (server-side apply and status patches).
-pub const MANAGER: &str = "latchkey-operator";
 
 impl Reconciled for OAuthClient {
     type Status = OAuthClientStatus;
@@ -187,13 +185,7 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         &ctx.settings,
         &secret_plan,
     );
-    secrets
-        .patch(
-            &validated.secret_name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    controller::apply_secret(&secrets, &validated.secret_name, &secret).await?;
     // 3. The status.
     let readiness = Readiness {
         ready: true,

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -34,10 +34,8 @@ use latchkey_store::keys::KeyPair;
 use latchkey_store::signing_keys;
 
 use crate::context::Context;
-use crate::controller::{self, Reconciled};
+use crate::controller::{self, Found, Reconciled};
 use crate::error::{Error, Result};
-use crate::oauthclient::MANAGER;
-use crate::oauthclient::plan::Found;
 use rotation::{Key, Manual, Plan};
 
 /// The finalizer that keeps a resource until its rows are gone.
@@ -172,7 +170,7 @@ async fn apply(obj: &SigningKey, ctx: &Context) -> Result<Action> {
         || stored.rotate_handled != plan.rotate_handled
         || stored.private != private;
     if record_changed {
-        patch_secret(&secrets, &secret_name, &write_secret(&private)).await?;
+        controller::apply_secret(&secrets, &secret_name, &write_secret(&private)).await?;
     }
     // 3. The rows, from the record (restores rows changed or deleted behind our back).
     for key in &plan.keys {
@@ -183,7 +181,7 @@ async fn apply(obj: &SigningKey, ctx: &Context) -> Result<Action> {
     }
     // 4. Private keys of retired keys leave the Secret.
     if wanted != private {
-        patch_secret(&secrets, &secret_name, &write_secret(&wanted)).await?;
+        controller::apply_secret(&secrets, &secret_name, &write_secret(&wanted)).await?;
     }
     // 5. Status, Events, requeue.
     let next_at = rotation::next_transition(&params, &plan.keys);
@@ -214,16 +212,6 @@ async fn recover_from_rows(
             stored.keys.push(Key::from_row(&row));
         }
     }
-    Ok(())
-}
-
-async fn patch_secret(api: &Api<Secret>, name: &str, secret: &Secret) -> Result<()> {
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(secret),
-    )
-    .await?;
     Ok(())
 }
 
