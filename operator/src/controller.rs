@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -166,6 +167,40 @@ pub fn object_key<K: Reconciled>(obj: &K) -> String {
     )
 }
 
+// === status ===
+
+/// `before` with its Ready condition replaced by `ready` (`reason`, `message`, observed at
+/// `generation`). The transition time stays when the condition's status is unchanged and
+/// becomes `now` when it flips, so a reconcile that changes nothing writes nothing.
+pub fn ready_conditions(
+    before: &[Condition],
+    generation: Option<i64>,
+    ready: bool,
+    reason: &str,
+    message: String,
+    now: Time,
+) -> Vec<Condition> {
+    let status = if ready { "True" } else { "False" };
+    let transition = match before.iter().find(|c| c.type_ == "Ready") {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now,
+    };
+    let mut out: Vec<Condition> = before
+        .iter()
+        .filter(|c| c.type_ != "Ready")
+        .cloned()
+        .collect();
+    out.push(Condition {
+        type_: "Ready".to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: transition,
+    });
+    out
+}
+
 // === writes ===
 
 /// Writes `secret` by server-side apply as [`MANAGER`], taking over fields another manager
@@ -287,5 +322,40 @@ mod tests {
     fn backoff_doubles_up_to_five_minutes() {
         let secs: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+    }
+
+    #[test]
+    fn ready_keeps_other_conditions_and_its_transition_time_until_it_flips() {
+        let at = |s: i64| Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("time"));
+        let other = Condition {
+            type_: "Degraded".to_owned(),
+            status: "False".to_owned(),
+            reason: "Fine".to_owned(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: at(1),
+        };
+        let first = ready_conditions(
+            std::slice::from_ref(&other),
+            Some(1),
+            true,
+            "Reconciled",
+            "ok".into(),
+            at(2),
+        );
+        assert_eq!(first[0], other);
+        assert_eq!(
+            (first[1].status.as_str(), &first[1].last_transition_time),
+            ("True", &at(2))
+        );
+        let same = ready_conditions(&first, Some(2), true, "Reconciled", "ok".into(), at(3));
+        assert_eq!(same[1].last_transition_time, at(2));
+        assert_eq!(same[1].observed_generation, Some(2));
+        let flipped = ready_conditions(&same, Some(2), false, "InvalidSpec", "bad".into(), at(4));
+        assert_eq!(flipped.len(), 2);
+        assert_eq!(
+            (flipped[1].reason.as_str(), &flipped[1].last_transition_time),
+            ("InvalidSpec", &at(4))
+        );
     }
 }

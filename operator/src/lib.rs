@@ -17,7 +17,8 @@
 //! - [`controller`]: the scaffolding both controllers share, written once: watch, the
 //!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events,
 //!   the field manager of every write, the labels of the Secrets the operator owns and
-//!   how such a Secret is classified (`Found`: missing, foreign, or ours).
+//!   how such a Secret is classified (`Found`: missing, foreign, or ours), and the Ready
+//!   condition both kinds' statuses carry.
 //! - [`context`]: what reconciles share (clients, [`context::Settings`], Event recorder,
 //!   the failure counts behind back-off).
 //! - `error`: the crate's one error enum ([`Error`]), with a bounded metrics label per
@@ -41,9 +42,10 @@
 //!
 //! Module dependencies run one way, with no cycle: `lib` (which runs everything) uses the
 //! others; a controller (`oauthclient`, `signingkey`) uses its planner, `controller` and
-//! `context`; a planner uses only `controller`'s pure items (`Found`, the labels) and
-//! `context::Settings`; `controller` uses `context` and `metrics`; `config` uses
-//! `context` and `leader`; all of them use `error`. Only `lib` uses a controller.
+//! `context`; a planner uses only `controller`'s pure items (`Found`, the labels, the
+//! Ready condition) and `context::Settings`; `controller` uses `context` and `metrics`;
+//! `config` uses `context` and `leader`; all of them use `error`. Only `lib` uses a
+//! controller.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use latchkey_crds::{OAuthClientSpec, OAuthClientStatus, TokenEndpointAuthMethod, duration};
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy, secret_digest};
 
 use crate::context::Settings;
-use crate::controller::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE, found};
+use crate::controller::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE, found, ready_conditions};
 
 /// Label naming the OAuthClient a Secret belongs to.
 pub const CLIENT_LABEL: &str = "latchkey.dev/oauthclient";
@@ -506,27 +506,14 @@ pub fn status(
     readiness: Readiness,
     now: i64,
 ) -> OAuthClientStatus {
-    let old_ready = before.conditions.iter().find(|c| c.type_ == "Ready");
-    let status_str = if readiness.ready { "True" } else { "False" };
-    let transition = match old_ready {
-        Some(c) if c.status == status_str => c.last_transition_time.clone(),
-        _ => Time(timestamp(now)),
-    };
-    let ready = Condition {
-        type_: "Ready".to_owned(),
-        status: status_str.to_owned(),
-        reason: readiness.reason.to_owned(),
-        message: readiness.message,
-        observed_generation: generation,
-        last_transition_time: transition,
-    };
-    let mut conditions: Vec<Condition> = before
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != "Ready")
-        .cloned()
-        .collect();
-    conditions.push(ready);
+    let conditions = ready_conditions(
+        &before.conditions,
+        generation,
+        readiness.ready,
+        readiness.reason,
+        readiness.message,
+        Time(timestamp(now)),
+    );
     let (rotation_generation, last_rotation, previous_expires) = match plan {
         Some(p) => (
             (p.current.is_some()).then_some(p.rotation_generation),

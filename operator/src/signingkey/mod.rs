@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -236,8 +235,8 @@ fn status(
         next_transition_at: next_at.map(rotation::time),
         secret_name: Some(secret_name.to_owned()),
         observed_generation: obj.meta().generation,
-        conditions: conditions(
-            before,
+        conditions: controller::ready_conditions(
+            &before.conditions,
             obj.meta().generation,
             active.is_some(),
             if active.is_some() {
@@ -246,40 +245,9 @@ fn status(
                 "NoActiveKey"
             },
             message,
-            now,
+            rotation::time(now),
         ),
     }
-}
-
-fn conditions(
-    before: &SigningKeyStatus,
-    generation: Option<i64>,
-    ready: bool,
-    reason: &str,
-    message: String,
-    now: i64,
-) -> Vec<Condition> {
-    let status = if ready { "True" } else { "False" };
-    let old = before.conditions.iter().find(|c| c.type_ == "Ready");
-    let transition = match old {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => rotation::time(now),
-    };
-    let mut out: Vec<Condition> = before
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != "Ready")
-        .cloned()
-        .collect();
-    out.push(Condition {
-        type_: "Ready".to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        observed_generation: generation,
-        last_transition_time: transition,
-    });
-    out
 }
 
 /// Records a Ready=False outcome, keeping the rest of the status.
@@ -296,7 +264,14 @@ async fn not_ready(
     let status = SigningKeyStatus {
         secret_name: Some(secret_name.to_owned()),
         observed_generation: generation,
-        conditions: conditions(before, generation, false, reason, message.clone(), now),
+        conditions: controller::ready_conditions(
+            &before.conditions,
+            generation,
+            false,
+            reason,
+            message.clone(),
+            rotation::time(now),
+        ),
         ..before.clone()
     };
     if controller::write_status(ctx, obj, status).await? {
