@@ -87,7 +87,8 @@ build_helm() {
 }
 
 # The OCI image archives of docker/build-images.sh, for testkit/tests/images.rs: a static
-# musl release build the first time (~20 min on 2 cores), ~0 s while their inputs hold.
+# musl release build the first time (8 min on 2 idle cores, 48 on busy ones), ~0 s
+# while their inputs hold.
 build_images() {
     local last
     last=$(nice -n 19 "$REPO_ROOT/docker/build-images.sh" | tail -1) || return 1

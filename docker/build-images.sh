@@ -136,9 +136,11 @@ trap 'rm -rf "$WORK"' EXIT
 
 # --- binaries ---------------------------------------------------------------------
 # As the Dockerfiles' build stage: release profile, debuginfo stripped, no incremental.
-# Both binaries in one cargo run: they share the compiled dependencies. Cold: ~19 min
-# on 2 shared cores (README "Container images"); warm (only cargo's check): ~1 s.
-log "building latchkey + latchkey-operator for $TARGET (release; cold: ~20 min on 2 cores)"
+# Both binaries in one cargo run: they share the compiled dependencies. Measured cold:
+# 48 min on 2 cores shared with two other builds (load 8-10), 8 min on idle ones; warm:
+# a cargo no-op. Changing CC_*/AR_* (or rustc) rebuilds the C crates and everything
+# above them: keep these exports as they are.
+log "building latchkey + latchkey-operator for $TARGET (release; cold: 8-50 min on 2 cores)"
 (
   cd "$ROOT"
   export CARGO_TARGET_DIR=$CACHE/images-target CARGO_INCREMENTAL=0 CARGO_TERM_COLOR=never
