@@ -18,6 +18,7 @@
 //!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events.
 //! - [`context`]: what reconciles share (clients, settings, Event recorder, back-off).
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
+//! - [`uninstall`]: `delete-signing-key`, the Helm chart's pre-delete hook.
 //!
 //! ```text
 //! OAuthClient ──watch──► controller::reconcile ──finalizer()──► oauthclient apply / cleanup
@@ -45,6 +46,7 @@ pub mod oauthclient;
 pub mod plan;
 pub mod rotation;
 pub mod signingkey;
+pub mod uninstall;
 
 use std::sync::Arc;
 
