@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run Latchkey's whole test suite on a fresh machine: installs what is missing,
-# starts a throwaway PostgreSQL + Redis, then runs fmt, clippy and the tests.
+# builds (cached) the Go-built control plane, helm, the test node's components and the
+# OCI images, starts a throwaway PostgreSQL + Redis, then runs fmt, clippy and the
+# tests; the node test starts a real single-node cluster itself (tests/cluster/up.sh,
+# root needed). Caches live in ${LATCHKEY_CACHE_DIR:-~/.cache/latchkey}.
 #
 #   ./test.sh                      everything (what CI runs via .ci/run)
 #   ./test.sh login                extra args go to `cargo test` (a name filter here)

@@ -25,7 +25,7 @@
 # DIGEST is the manifest digest (what `ctr images ls` shows as DIGEST). Progress goes
 # to stderr. Same inputs give the same bytes, so the same digests.
 #
-# Cache: <stamp> hashes the inputs (every file git knows under the crates, migrations,
+# Cache: <stamp> hashes the inputs (every file git knows under the crates but their tests/, migrations,
 # docker/, Cargo.toml/Cargo.lock; rustc -vV; the versions of the Debian packages used;
 # TAG, PREFIX, SOURCE_DATE_EPOCH). When $OUT/<stamp>/images.txt exists the build is
 # skipped (~0.1 s); a changed input builds a new directory next to the old ones.
@@ -101,6 +101,7 @@ stamp_inputs() {
   # Paths are relative to the repository, so every clone computes the same stamp.
   (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- \
       Cargo.toml Cargo.lock crds operator service store migrations docker \
+      ':(exclude)*/tests/*' ':(exclude)*/benches/*' \
     | sort -z | while IFS= read -r -d '' f; do
         [[ -f $f ]] && printf '%s  %s\n' "$(sha256 < "$f")" "$f"
       done)

@@ -28,7 +28,7 @@ K8S_BUILD_DATE=2026-09-23T17:08:30Z
 COREDNS_VERSION=v1.12.1
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BINARIES=(kubelet kube-proxy kube-controller-manager kube-scheduler coredns)
+BINARIES=(kubelet kube-proxy kube-controller-manager kube-scheduler coredns coredns.oci.tar coredns.image)
 GB_NAME=cluster/build.sh
 GB_OUT_DIR=${LATCHKEY_CACHE_DIR:-${HOME:?HOME is not set}/.cache/latchkey}/cluster/$K8S_VERSION
 GB_FORCE=${LATCHKEY_CLUSTER_FORCE:-0}
@@ -40,7 +40,8 @@ gb_complete() {
 source "$HERE/../lib/gobuild.sh"
 
 gb_stamp "$HERE/node/go.mod" "$HERE/node/go.sum" "$HERE/node/tools.go" \
-  "$HERE/coredns/go.mod" "$HERE/coredns/go.sum" "$HERE/coredns/main.go" "$HERE/build.sh"
+  "$HERE/coredns/go.mod" "$HERE/coredns/go.sum" "$HERE/coredns/main.go" "$HERE/build.sh" \
+  "$HERE/../../docker/oci-image.py"
 gb_exit_if_cached
 gb_setup_go
 
@@ -81,5 +82,17 @@ out=$("$TMP_BIN/coredns" -plugins 2>&1)
 for p in kubernetes cache health ready loop reload; do
   grep -qx "$p" <<<"$out" || die "coredns lacks the $p plugin; it has: $(tr '\n' ' ' <<<"$out")"
 done
+
+# CoreDNS as an image for the node (the Deployment in coredns.yaml), written by the
+# project's own OCI writer; its name and digest are the archive's coredns.image line.
+log "writing the coredns image archive"
+python3 "$HERE/../../docker/oci-image.py" --out "$TMP_BIN/coredns.oci.tar" \
+  --name "docker.io/library/latchkey-coredns:$COREDNS_VERSION" \
+  --entrypoint '["/coredns"]' --user 65532:65532 \
+  --label org.opencontainers.image.title=latchkey-coredns \
+  --label "org.opencontainers.image.version=$COREDNS_VERSION" \
+  --file "$TMP_BIN/coredns:coredns:0755:0:0" > "$TMP_BIN/coredns.image"
+read -r name digest < "$TMP_BIN/coredns.image"
+printf '%s %s %s\n' "$name" "$digest" "$GB_BIN_DIR/coredns.oci.tar" > "$TMP_BIN/coredns.image"
 
 gb_install

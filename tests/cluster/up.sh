@@ -15,7 +15,7 @@
 #   export LATCHKEY_CLUSTER_STATE_DIR=...     the state dir
 #   export LATCHKEY_CLUSTER_HOST_IP=...       the host side of the veth (databases listen here)
 #   export LATCHKEY_CLUSTER_KUBECTL=...       the kubectl built with the control plane
-#   export LATCHKEY_CLUSTER_IMAGES=...        the image archive manifest (name digest path per line)
+#   export LATCHKEY_CLUSTER_IMAGES=...        the imported images (NAME DIGEST ARCHIVE per line)
 #   export LATCHKEY_CLUSTER_DATABASE_URL=...  PostgreSQL (superuser) on the host IP, open to the pods
 #   export LATCHKEY_CLUSTER_REDIS_URL=...     Redis on the host IP
 #   export LATCHKEY_CLUSTER_SMTP=HOST:PORT    an SMTP sink; messages land in LATCHKEY_CLUSTER_MAIL_DIR
@@ -26,8 +26,8 @@
 #   LATCHKEY_CACHE_DIR           cache root of the Go builds and images (default ~/.cache/latchkey)
 #   LATCHKEY_CLUSTER_OWNER_PID   tear the cluster down (down.sh) when this process exits;
 #                                the testkit handle passes its own pid
-#   LATCHKEY_CLUSTER_IMAGES      an image manifest to import instead of running
-#                                docker/build-images.sh
+#   LATCHKEY_CLUSTER_IMAGES      a manifest of docker/build-images.sh (its images.txt) to
+#                                import instead of running it
 # A cluster already running (or a stale one) is torn down first.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,16 +71,20 @@ fi
 
 CP_BIN=$(nice -n 19 "$LK_REPO/tests/controlplane/build.sh" | tail -1)
 NODE_BIN=$(nice -n 19 "$HERE/build.sh" | tail -1)
-if [[ -n "${LATCHKEY_CLUSTER_IMAGES:-}" ]]; then
-  IMAGES=$LATCHKEY_CLUSTER_IMAGES
-else
-  IMAGES=$(nice -n 19 "$LK_REPO/docker/build-images.sh" | tail -1)
-fi
-[[ -f "$IMAGES" ]] || lk_die "no image manifest at '$IMAGES'"
 
 mkdir -p "$LK_STATE"/{run,log,pki,etcd,containerd,kubelet,cni/net.d,cni/ipam,node}
 chmod 700 "$LK_STATE"
 PKI=$LK_STATE/pki
+
+# The images to import: docker/build-images.sh's (or the manifest given), plus CoreDNS.
+IMAGES=$LK_STATE/images.txt
+if [[ -n "${LATCHKEY_CLUSTER_IMAGES:-}" ]]; then
+  [[ -f "$LATCHKEY_CLUSTER_IMAGES" ]] || lk_die "LATCHKEY_CLUSTER_IMAGES=$LATCHKEY_CLUSTER_IMAGES is no file"
+  cat "$LATCHKEY_CLUSTER_IMAGES" >"$IMAGES"
+else
+  nice -n 19 "$LK_REPO/docker/build-images.sh" >"$IMAGES"
+fi
+cat "$NODE_BIN/coredns.image" >>"$IMAGES"
 
 # --- saved system state -----------------------------------------------------------
 for s in "${LK_SYSCTLS[@]}"; do
@@ -162,7 +166,7 @@ _lk_install_aiosmtpd >&2
     latchkey_services_start cluster >&2
   rm -f "$LATCHKEY_TEST_RUN_DIR/owner.pid" # down.sh stops them, not the reaping of services.sh
   printf '%s\n' "$LATCHKEY_TEST_RUN_DIR" >"$LK_STATE/services.dir"
-)
+) 8>&-
 # shellcheck disable=SC1091
 source "$(cat "$LK_STATE/services.dir")/env"
 SMTP_PORT=$(LATCHKEY_SERVICES_LISTEN=$LK_HOST_IP _lk_free_port)
@@ -171,7 +175,8 @@ SMTP_PORT=$(LATCHKEY_SERVICES_LISTEN=$LK_HOST_IP _lk_free_port)
 start() {
   local name=$1 pid
   shift
-  setsid "$@" >"$LK_STATE/log/$name.log" 2>&1 </dev/null &
+  # 8>&-: the components must not inherit the lock of this script.
+  setsid "$@" >"$LK_STATE/log/$name.log" 2>&1 </dev/null 8>&- &
   pid=$!
   printf '%s\n' "$pid" >"$LK_STATE/run/$name.pid"
   lk_log "started $name (pid $pid)"
@@ -379,7 +384,7 @@ chmod 600 "$LK_STATE/env"
 if [[ -n "${LATCHKEY_CLUSTER_OWNER_PID:-}" ]]; then
   owner=$LATCHKEY_CLUSTER_OWNER_PID
   setsid bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; exec '$HERE/down.sh'" \
-    >"$LK_STATE/../latchkey-cluster-reaper.log" 2>&1 </dev/null &
+    >"$LK_STATE/../latchkey-cluster-reaper.log" 2>&1 </dev/null 8>&- &
   printf '%s\n' "$!" >"$LK_STATE/run/reaper.pid"
 fi
 lk_log "cluster up in $((SECONDS - START))s (node Ready, CoreDNS Available)"
