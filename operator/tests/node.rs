@@ -747,6 +747,22 @@ async fn rotation_through_the_kubelet(world: &World, creds: &Creds) {
     );
 }
 
+/// Goal: 0 failures. Bound: 1 in 1,000. Seen: 0 of 19,722 and 1 of 16,590 in rollouts,
+/// 1 of 12,443 and 2 of 9,245 for a deleted pod, each "connection closed before message
+/// completed" (a keep-alive connection closed as a request went out).
+fn assert_bounded(what: &str, ok: u64, failures: &[String]) {
+    if !failures.is_empty() {
+        eprintln!("[node] {what}: {failures:?}");
+    }
+    assert!(
+        failures.len() as u64 * 1000 <= ok.max(1),
+        "{what}: {} of {}: {:?}",
+        failures.len(),
+        ok,
+        &failures[..failures.len().min(10)]
+    );
+}
+
 /// An error with its sources (reqwest's Display leaves out what failed underneath).
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -943,19 +959,7 @@ async fn rolling_update_under_load(world: &World, creds: &Creds) {
         rolled.as_secs_f64(),
         failures.len()
     );
-    // Goal: 0. Bound: 1 in 1,000. Seen: 0 of 19,722 and 1 of 16,590 in rollouts, 1 of
-    // 12,443 and 2 of 9,245 for a deleted pod, each "connection closed before message
-    // completed" (a keep-alive connection closed as a request went out).
-    if !failures.is_empty() {
-        eprintln!("[node] failed during the rollout: {failures:?}");
-    }
-    assert!(
-        failures.len() as u64 * 1000 <= ok.max(1),
-        "failed during the rollout: {} of {}: {:?}",
-        failures.len(),
-        ok,
-        &failures[..failures.len().min(10)]
-    );
+    assert_bounded("failed during the rollout", ok, &failures);
 }
 
 // === operator failover ===============================================================
@@ -1058,19 +1062,7 @@ async fn service_pod_deleted_under_load(world: &World, creds: &Creds) {
         recovered.as_secs_f64(),
         failures.len()
     );
-    // Goal: 0. Bound: 1 in 1,000. Seen: 0 of 19,722 and 1 of 16,590 in rollouts, 1 of
-    // 12,443 and 2 of 9,245 for a deleted pod, each "connection closed before message
-    // completed" (a keep-alive connection closed as a request went out).
-    if !failures.is_empty() {
-        eprintln!("[node] failed while a pod went away: {failures:?}");
-    }
-    assert!(
-        failures.len() as u64 * 1000 <= ok.max(1),
-        "failed while a pod went away: {} of {}: {:?}",
-        failures.len(),
-        ok,
-        &failures[..failures.len().min(10)]
-    );
+    assert_bounded("failed while a pod went away", ok, &failures);
 }
 
 // === uninstall =======================================================================
