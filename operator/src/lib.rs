@@ -24,6 +24,7 @@
 //! - `error`: the crate's one error enum ([`Error`]), with a bounded metrics label per
 //!   variant.
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
+//! - [`uninstall`]: `delete-signing-key`, the Helm chart's pre-delete hook.
 //!
 //! ```text
 //! OAuthClient ──watch──► controller::reconcile ──finalizer()──► oauthclient apply / cleanup
@@ -57,6 +58,7 @@ pub mod leader;
 pub mod metrics;
 pub mod oauthclient;
 pub mod signingkey;
+pub mod uninstall;
 
 use std::sync::Arc;
 

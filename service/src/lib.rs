@@ -27,6 +27,7 @@ pub mod app;
 pub mod audit;
 pub mod client_admin;
 pub mod config;
+pub mod drain;
 pub mod email_tokens;
 pub mod ephemeral;
 pub mod error;
