@@ -80,7 +80,7 @@ create_cluster() {
         log "kind cluster $CLUSTER_NAME exists; reusing it"
     else
         log "creating kind cluster $CLUSTER_NAME (1 control plane, 2 workers)"
-        local args=(create cluster --name "$CLUSTER_NAME" --config "$HERE/kind-config.yaml" --wait 180s)
+        local args=(create cluster --name "$CLUSTER_NAME" --config "$HERE/../../kind-config.yaml" --wait 180s)
         [[ -z $KIND_NODE_IMAGE ]] || args+=(--image "$KIND_NODE_IMAGE")
         kind "${args[@]}"
     fi

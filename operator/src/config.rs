@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use latchkey_store::clients::is_scope_token;
 
-use crate::plan::{self, Settings};
+use crate::context::Settings;
 
 /// latchkey-operator: turns OAuthClient resources into Latchkey database rows and Secrets.
 ///
@@ -130,7 +131,7 @@ impl Config {
             ));
         }
         for scope in &self.allowed_scopes {
-            if !plan::is_scope_token(scope) {
+            if !is_scope_token(scope) {
                 problems.push(format!(
                     "LATCHKEY_ALLOWED_SCOPES: {scope:?} is not an RFC 6749 scope token"
                 ));

@@ -3,12 +3,28 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use kube::Resource;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use latchkey_store::Db;
 
-use crate::plan::Settings;
+/// What the operator is configured with that decisions depend on.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The service's public base URL, without a trailing slash.
+    pub issuer: String,
+    /// Scopes a client may be given; empty allows any scope token.
+    pub allowed_scopes: Vec<String>,
+    /// How often a healthy resource is re-checked against the database.
+    pub resync: Duration,
+}
+
+impl Settings {
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.issuer)
+    }
+}
 
 /// Shared by all reconciles; cheap to reach through an `Arc`.
 pub struct Context {

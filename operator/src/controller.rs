@@ -1,14 +1,17 @@
 //! What every controller of this operator shares, written once: watching a kind and the
 //! Secrets it owns, dispatching through kube's `finalizer()` to the kind's `apply` and
-//! `cleanup`, metrics, exponential back-off, and the Events it publishes.
+//! `cleanup`, metrics, exponential back-off, and the Events it publishes; and what both
+//! kinds' planners share: the field manager of every write, the labels of the Secrets
+//! the operator owns, and how such a Secret is classified ([`Found`]).
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -19,8 +22,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
-use crate::oauthclient::MANAGER;
-use crate::{Error, Result, metrics, plan};
+use crate::error::{Error, Result};
+use crate::metrics;
+
+/// Field manager of every write (server-side apply and status patches).
+pub const MANAGER: &str = "latchkey-operator";
+/// Label on every Secret the operator writes; the controller watches only these.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "latchkey-operator";
+
+// === the controller loop ===
 
 /// A custom resource this operator reconciles.
 pub trait Reconciled:
@@ -67,11 +78,8 @@ pub async fn run<K: Reconciled>(
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        plan::MANAGED_BY_LABEL,
-        plan::MANAGED_BY_VALUE
-    ));
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", MANAGED_BY_LABEL, MANAGED_BY_VALUE));
     Controller::new(api::<K>(&ctx), watcher::Config::default())
         .owns(secrets, owned)
         .graceful_shutdown_on(shutdown)
@@ -140,7 +148,13 @@ async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
 
 fn error_policy<K: Reconciled>(obj: Arc<K>, _error: &Error, ctx: Arc<Context>) -> Action {
     let failures = ctx.record_failure(&object_key(obj.as_ref()));
-    Action::requeue(plan::backoff(failures))
+    Action::requeue(backoff(failures))
+}
+
+/// Back-off after `failures` consecutive failed reconciles: 1 s doubling up to 5 min.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 1u64 << failures.saturating_sub(1).min(9);
+    Duration::from_secs(secs.min(300))
 }
 
 /// `controller:namespace/name`: the key of the back-off counter, and how logs name it.
@@ -151,6 +165,54 @@ pub fn object_key<K: Reconciled>(obj: &K) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
+}
+
+// === status ===
+
+/// `before` with its Ready condition replaced by `ready` (`reason`, `message`, observed at
+/// `generation`). The transition time stays when the condition's status is unchanged and
+/// becomes `now` when it flips, so a reconcile that changes nothing writes nothing.
+pub fn ready_conditions(
+    before: &[Condition],
+    generation: Option<i64>,
+    ready: bool,
+    reason: &str,
+    message: String,
+    now: Time,
+) -> Vec<Condition> {
+    let status = if ready { "True" } else { "False" };
+    let transition = match before.iter().find(|c| c.type_ == "Ready") {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now,
+    };
+    let mut out: Vec<Condition> = before
+        .iter()
+        .filter(|c| c.type_ != "Ready")
+        .cloned()
+        .collect();
+    out.push(Condition {
+        type_: "Ready".to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: transition,
+    });
+    out
+}
+
+// === writes ===
+
+/// Writes `secret` by server-side apply as [`MANAGER`], taking over fields another manager
+/// set: the Secret is the operator's own.
+pub async fn apply_secret(api: &Api<Secret>, name: &str, secret: &Secret) -> Result<()> {
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(secret),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes `status` to the status subresource unless the resource already has exactly
@@ -210,5 +272,90 @@ fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
+    }
+}
+
+// === the Secrets the operator owns ===
+
+/// What the operator finds in the Secret named by a spec (`S`: the state read from it;
+/// both controllers keep theirs in the Secret they own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found<S> {
+    /// No such Secret.
+    Missing,
+    /// A Secret this resource does not own: never taken over.
+    Foreign,
+    /// Our Secret, with whatever state it still holds.
+    Owned(S),
+}
+
+/// Classifies `secret` for the resource `owner_uid`, reading the state of an owned one
+/// with `read`.
+pub fn found<S>(
+    secret: Option<&Secret>,
+    owner_uid: &str,
+    read: impl FnOnce(&Secret) -> S,
+) -> Found<S> {
+    match secret {
+        None => Found::Missing,
+        Some(secret) if !controlled_by(secret, owner_uid) => Found::Foreign,
+        Some(secret) => Found::Owned(read(secret)),
+    }
+}
+
+/// Whether `secret`'s controlling owner is the resource with `owner_uid`: the operator
+/// never adopts or overwrites a Secret someone else made.
+pub fn controlled_by(secret: &Secret, owner_uid: &str) -> bool {
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == owner_uid && r.controller == Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let secs: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+    }
+
+    #[test]
+    fn ready_keeps_other_conditions_and_its_transition_time_until_it_flips() {
+        let at = |s: i64| Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("time"));
+        let other = Condition {
+            type_: "Degraded".to_owned(),
+            status: "False".to_owned(),
+            reason: "Fine".to_owned(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: at(1),
+        };
+        let first = ready_conditions(
+            std::slice::from_ref(&other),
+            Some(1),
+            true,
+            "Reconciled",
+            "ok".into(),
+            at(2),
+        );
+        assert_eq!(first[0], other);
+        assert_eq!(
+            (first[1].status.as_str(), &first[1].last_transition_time),
+            ("True", &at(2))
+        );
+        let same = ready_conditions(&first, Some(2), true, "Reconciled", "ok".into(), at(3));
+        assert_eq!(same[1].last_transition_time, at(2));
+        assert_eq!(same[1].observed_generation, Some(2));
+        let flipped = ready_conditions(&same, Some(2), false, "InvalidSpec", "bad".into(), at(4));
+        assert_eq!(flipped.len(), 2);
+        assert_eq!(
+            (flipped[1].reason.as_str(), &flipped[1].last_transition_time),
+            ("InvalidSpec", &at(4))
+        );
     }
 }

@@ -17,7 +17,7 @@ use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use tokio::time::Instant;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How the election is configured.
 #[derive(Clone, Debug)]

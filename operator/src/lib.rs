@@ -4,101 +4,69 @@
 //!
 //! # Layout
 //! - [`config`]: the clap configuration (flags and environment).
-//! - [`plan`]: every decision as a pure function of the spec, what the Secret and the
-//!   database hold, and the time — unit-tested without a cluster.
-//! - [`oauthclient`]: the controller: reads the world, asks `plan`, writes the row, the
-//!   Secret, the status and Events, in a crash-safe order.
-//! - [`rotation`]: the signing-key life cycle (Next → Active → Retired → deleted) as pure
-//!   functions of the recorded keys, the manual actions and the time.
+//! - [`oauthclient`]: the OAuthClient controller: reads the world, asks its planner, writes
+//!   the row, the Secret, the status and Events, in a crash-safe order.
+//!   - [`oauthclient::plan`]: every decision as a pure function of the spec, what the
+//!     Secret and the database hold, and the time — unit-tested without a cluster.
 //! - [`signingkey`]: the SigningKey controller: writes the Secret, the `signing_keys`
 //!   rows, the status and Events so that a key's private half is in the Secret before
 //!   its row is Active, and requeues at the next transition.
+//!   - [`signingkey::rotation`]: the signing-key life cycle (Next → Active → Retired →
+//!     deleted) as pure functions of the recorded keys, the manual actions and the time.
 //! - [`leader`]: leader election over a Lease; only the holder runs the controllers.
 //! - [`controller`]: the scaffolding both controllers share, written once: watch, the
-//!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events.
-//! - [`context`]: what reconciles share (clients, settings, Event recorder, back-off).
+//!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events,
+//!   the field manager of every write, the labels of the Secrets the operator owns and
+//!   how such a Secret is classified (`Found`: missing, foreign, or ours), and the Ready
+//!   condition both kinds' statuses carry.
+//! - [`context`]: what reconciles share (clients, [`context::Settings`], Event recorder,
+//!   the failure counts behind back-off).
+//! - `error`: the crate's one error enum ([`Error`]), with a bounded metrics label per
+//!   variant.
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz` and `/readyz`.
+//! - [`uninstall`]: `delete-signing-key`, the Helm chart's pre-delete hook.
 //!
 //! ```text
 //! OAuthClient ──watch──► controller::reconcile ──finalizer()──► oauthclient apply / cleanup
 //!                                  │                                 │
-//!                                  └── plan::* (pure) ◄──────────────┘
+//!                                  └── oauthclient::plan (pure) ◄────┘
 //!                                                                    ├─► oauth_clients row (digest)
 //!                                                                    ├─► Secret <name>-oauth
 //!                                                                    └─► status, Events
 //! SigningKey  ──watch──► controller::reconcile ──finalizer()──► signingkey apply / cleanup
 //!                                  │                                 │
-//!                                  └── rotation::* (pure) ◄──────────┘
+//!                                  └── signingkey::rotation (pure) ◄─┘
 //!                                                                    ├─► Secret <name>-signing-keys (<kid>.pem)
 //!                                                                    ├─► signing_keys rows (public JWK, state)
 //!                                                                    └─► status, Events; requeue at the next transition
 //! ```
+//!
+//! Module dependencies run one way, with no cycle: `lib` (which runs everything) uses the
+//! others; a controller (`oauthclient`, `signingkey`) uses its planner, `controller` and
+//! `context`; a planner uses only `controller`'s pure items (`Found`, the labels, the
+//! Ready condition) and `context::Settings`; `controller` uses `context` and `metrics`;
+//! `config` uses `context` and `leader`; all of them use `error`. Only `lib` uses a
+//! controller.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod context;
 pub mod controller;
+mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod oauthclient;
-pub mod plan;
-pub mod rotation;
 pub mod signingkey;
+pub mod uninstall;
 
 use std::sync::Arc;
 
 pub use config::Config;
 use context::Context;
+pub use error::{Error, Result};
 use latchkey_crds::{OAuthClient, SigningKey};
 use latchkey_store::Db;
-
-/// Errors of the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("object has no {0}")]
-    MissingField(&'static str),
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("database: {0}")]
-    Store(#[from] latchkey_store::Error),
-    #[error("{0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error(
-        "cannot list {0} ({1}): is the CRD installed (kubectl apply -f charts/latchkey/crds/) and may this account list them?"
-    )]
-    CrdUnavailable(&'static str, #[source] kube::Error),
-    #[error("leadership lost: another replica reconciles now")]
-    LostLeadership,
-    #[error("kubernetes client configuration: {0}")]
-    KubeConfig(#[from] kube::config::InferConfigError),
-    #[error("listening on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    /// A bounded label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::MissingField(_) => "missing_field",
-            Self::Kube(_) | Self::CrdUnavailable(..) | Self::KubeConfig(_) => "kubernetes",
-            Self::Store(_) => "database",
-            Self::Listen { .. } => "listen",
-            Self::LostLeadership => "leader_election",
-            Self::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
-                _ => "finalizer",
-            },
-        }
-    }
-}
 
 /// Connects to the database (applying migrations) and to Kubernetes, serves HTTP, and
 /// runs the controllers until `shutdown` completes.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use latchkey_operator::Config;
 use latchkey_operator::config::LogFormat;
+use latchkey_operator::uninstall::{DeleteSigningKey, delete_signing_key};
 use tracing_subscriber::EnvFilter;
 
 /// The static (musl) builds of the container images use mimalloc, as the service does
@@ -17,6 +18,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The one subcommand (the chart's pre-delete hook); without it, the operator runs.
+    if std::env::args().nth(1).as_deref() == Some("delete-signing-key") {
+        let args = DeleteSigningKey::parse_from(std::env::args().skip(1));
+        if let Err(e) = init_logging(LogFormat::Json, "info") {
+            eprintln!("{e:#}");
+            return ExitCode::from(2);
+        }
+        return match delete_signing_key(&args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "delete-signing-key failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = Config::parse();
     if let Err(problems) = config.validate() {
         eprintln!("invalid configuration:");

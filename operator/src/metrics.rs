@@ -1,5 +1,5 @@
 //! Prometheus metrics. Labels are bounded: the controller name is a constant and error
-//! kinds come from a `match` ([`crate::Error::kind`]), never from a message.
+//! kinds come from a `match` ([`Error::kind`]), never from a message.
 //!
 //! | metric | labels |
 //! |---|---|
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The process-wide recorder, installed on first use.
 pub fn prometheus() -> PrometheusHandle {

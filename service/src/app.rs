@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, RedisFailure, cpu_count};
+use crate::drain::{self, Drain};
 use crate::{middleware as mw, routes, telemetry};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -67,6 +68,8 @@ pub struct App {
     pub state: AppState,
     router: Router,
     reloader: tokio::task::JoinHandle<()>,
+    /// `LATCHKEY_SHUTDOWN_DRAIN`: how long [`serve`](Self::serve) drains after the signal.
+    shutdown_drain: Duration,
 }
 
 impl Drop for App {
@@ -176,6 +179,7 @@ impl App {
             state,
             router,
             reloader,
+            shutdown_drain: config.shutdown_drain,
         })
     }
 
@@ -183,7 +187,8 @@ impl App {
         self.router.clone()
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
+    /// Serves on `listener` until `shutdown` resolves, drains for `shutdown_drain` (see
+    /// [`crate::drain`]), then finishes the requests in flight.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -191,13 +196,18 @@ impl App {
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, issuer = %self.state.settings.issuer, "listening");
+        let draining = Drain::default();
         // The peer address is what per-IP rate limits count against.
         let service = self
             .router
             .clone()
+            .layer(middleware::from_fn_with_state(
+                draining.clone(),
+                drain::close_connections,
+            ))
             .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(draining.after(shutdown, self.shutdown_drain))
             .await
             .context("serving HTTP")?;
         self.state.db.close().await;

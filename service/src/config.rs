@@ -137,6 +137,12 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// After SIGTERM/SIGINT, keep serving this long with `/ready` 503 and every response
+    /// closing its connection, so callers behind a load balancer move to other replicas
+    /// without a failed request; then finish what is in flight. 0: stop at once.
+    #[arg(long, env = "LATCHKEY_SHUTDOWN_DRAIN", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_drain: Duration,
+
     /// Send `Strict-Transport-Security`. Defaults to on when the issuer is https://.
     #[arg(long, env = "LATCHKEY_HSTS", action = clap::ArgAction::Set)]
     pub hsts: Option<bool>,

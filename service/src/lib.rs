@@ -18,6 +18,7 @@
 //!   RFC 6749 §5.2 answers.
 //! - [`oidc`]: OpenID Connect discovery, `/userinfo` and the user claims.
 //! - [`pages`]: the HTML pages (sign-in, consent, link answers) and their escaping.
+//! - [`drain`]: the shutdown drain (`/ready` 503 and `Connection: close` after SIGTERM).
 //! - [`telemetry`]: JSON logs and Prometheus metrics.
 //!
 //! Dependency direction: `main` (CLI) → `app` → `routes`, `oauth`, `oidc` → `pages`,
@@ -27,6 +28,7 @@
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod extract;
 pub mod middleware;

@@ -206,22 +206,7 @@ impl ControlPlane {
                 applied.stderr
             )));
         }
-        let waited = self
-            .kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd",
-                "--all",
-            ])
-            .await?;
-        if !waited.success {
-            return Err(Error::Environment(format!(
-                "CRDs from {path} not Established: {}",
-                waited.stderr
-            )));
-        }
-        Ok(())
+        wait_for_crds_established(self.client().await?, READY_TIMEOUT).await
     }
 
     async fn wait_for_apiserver(&mut self) -> Result<()> {
@@ -380,4 +365,43 @@ current-context: test
 ",
         ca = certs.ca_cert.display(),
     )
+}
+
+/// Waits until every CRD the API server knows has the condition `Established=True`.
+///
+/// Polled rather than `kubectl wait --for=condition=Established`: right after the
+/// create, a CRD's status may have no conditions yet, and `kubectl wait` fails on that
+/// at once ("status.conditions accessor error") instead of waiting.
+pub async fn wait_for_crds_established(client: kube::Client, timeout: Duration) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let crds = api.list(&Default::default()).await?;
+        let pending: Vec<String> = crds
+            .items
+            .iter()
+            .filter(|crd| {
+                !crd.status
+                    .as_ref()
+                    .and_then(|status| status.conditions.as_ref())
+                    .is_some_and(|conditions| {
+                        conditions
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            })
+            .map(|crd| crd.metadata.name.clone().unwrap_or_default())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Environment(format!(
+                "CRDs not Established after {timeout:?}: {}",
+                pending.join(", ")
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }

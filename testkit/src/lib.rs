@@ -5,6 +5,9 @@
 //!   on free loopback ports, envtest-style, with a kubeconfig, a `kube::Client` and
 //!   `kubectl`; everything is killed when the [`ControlPlane`] is dropped, also when the
 //!   test panics.
+//! - [`cluster`]: a real single-node cluster (kubelet, containerd, kube-proxy, CoreDNS)
+//!   started by `tests/cluster/up.sh` once per test binary and torn down when it exits;
+//!   each test takes namespaces of its own.
 //! - [`certs`]: the CA, serving and client certificates and the service-account key the
 //!   control plane needs, generated with rcgen.
 //! - [`postgres`]: a fresh database per test on the PostgreSQL server `./test.sh` starts.
@@ -17,10 +20,12 @@
 #![forbid(unsafe_code)]
 
 pub mod certs;
+pub mod cluster;
 pub mod controlplane;
 pub mod postgres;
 pub mod process;
 
+pub use cluster::Cluster;
 pub use controlplane::{ControlPlane, KubectlOutput, free_ports};
 
 use std::path::PathBuf;

@@ -28,6 +28,11 @@
 # its EXIT trap (SIGKILL, OOM) leaves its run dir behind with its owner's pid;
 # the next start stops those services and removes that dir.
 #
+# LATCHKEY_SERVICES_LISTEN (default 127.0.0.1) moves both servers to another address
+# of this machine, and LATCHKEY_SERVICES_ALLOW_CIDR (networks, space-separated) lets
+# PostgreSQL clients from there in (password-checked): tests/cluster/up.sh puts them on the host side of the
+# test node's veth, where the pods reach them as external services.
+#
 # The functions do not rely on the caller's `set -e`/`set -u` and do not change
 # the caller's shell options. Internal names start with `_lk_`.
 
@@ -58,19 +63,19 @@ _lk_random_pw() {
     printf '%s\n' "$pw"
 }
 
-# True if something accepts TCP connections on 127.0.0.1:$1.
+# True if something accepts TCP connections on the listen address, port $1.
 _lk_port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    (exec 3<>"/dev/tcp/${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}/$1") 2>/dev/null
 }
 
-# Print a TCP port on 127.0.0.1 that is free right now.
+# Print a TCP port on the listen address that is free right now.
 _lk_free_port() {
     local port _
     if _lk_have python3; then
-        port=$(python3 -c 'import socket
+        port=$(python3 -c 'import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])' 2>/dev/null) || port=
+s.bind((sys.argv[1], 0))
+print(s.getsockname()[1])' "${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}" 2>/dev/null) || port=
         if [ -n "$port" ] && ! _lk_port_in_use "$port"; then
             printf '%s\n' "$port"
             return 0
@@ -328,7 +333,7 @@ _lk_start_postgres() {
     if ! _lk_as_pg sh -c 'cat >>"$1"' sh "$data/postgresql.conf" <<EOF
 
 # --- latchkey test cluster (tests/scripts/services.sh) ---
-listen_addresses = '127.0.0.1'
+listen_addresses = '${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}'
 unix_socket_directories = '$sockdir'
 max_connections = 200
 fsync = off
@@ -338,6 +343,13 @@ log_min_messages = warning
 EOF
     then
         _lk_err "cannot write $data/postgresql.conf"
+        return 1
+    fi
+    # shellcheck disable=SC2086  # a space-separated list of networks
+    if [ -n "${LATCHKEY_SERVICES_ALLOW_CIDR:-}" ] &&
+        ! printf 'host all all %s scram-sha-256\n' $LATCHKEY_SERVICES_ALLOW_CIDR |
+        _lk_as_pg sh -c 'cat >>"$1"' sh "$data/pg_hba.conf"; then
+        _lk_err "cannot write $data/pg_hba.conf"
         return 1
     fi
 
@@ -371,17 +383,17 @@ EOF
     head -n 1 "$data/postmaster.pid" >"$run/pg.pid" 2>/dev/null
 
     local tries=100
-    until "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres -t 2; do
+    until "$bindir/pg_isready" -q -h ${LATCHKEY_SERVICES_LISTEN:-127.0.0.1} -p "$port" -d postgres -t 2; do
         tries=$((tries - 1))
         if [ "$tries" -le 0 ]; then
-            _lk_err "PostgreSQL on 127.0.0.1:$port never answered pg_isready; tail of its log:"
+            _lk_err "PostgreSQL on ${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}:$port never answered pg_isready; tail of its log:"
             tail -n 30 "$pgdir/postgres.log" >&2 2>/dev/null
             return 1
         fi
         sleep 0.2
     done
 
-    local url="postgres://postgres:${pw}@127.0.0.1:${port}/postgres"
+    local url="postgres://postgres:${pw}@${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}:${port}/postgres"
     if _lk_have psql; then
         local out
         if ! out=$(PGCONNECT_TIMEOUT=10 timeout 30 psql "$url" -X -At -c 'select 1' 2>&1) || [ "$out" != 1 ]; then
@@ -391,7 +403,7 @@ EOF
     fi
     LATCHKEY_TEST_DATABASE_URL=$url
     export LATCHKEY_TEST_DATABASE_URL
-    _lk_log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') ready on 127.0.0.1:$port"
+    _lk_log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') ready on ${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}:$port"
     return 0
 }
 
@@ -413,7 +425,7 @@ _lk_start_redis() {
         port=$(_lk_free_port) || return 1
         rm -f "$rdir/redis.pid"
         if redis-server "$rdir/auth.conf" \
-            --bind 127.0.0.1 --port "$port" \
+            --bind ${LATCHKEY_SERVICES_LISTEN:-127.0.0.1} --port "$port" \
             --save '' --appendonly no \
             --dir "$rdir" \
             --daemonize yes --pidfile "$rdir/redis.pid" \
@@ -427,7 +439,7 @@ _lk_start_redis() {
                 if grep -qiE 'could not create server|address already in use' "$rdir/redis.log" 2>/dev/null; then
                     break
                 fi
-                out=$(REDISCLI_AUTH=$pw timeout 2 redis-cli --no-auth-warning -h 127.0.0.1 -p "$port" ping 2>&1) || out=
+                out=$(REDISCLI_AUTH=$pw timeout 2 redis-cli --no-auth-warning -h ${LATCHKEY_SERVICES_LISTEN:-127.0.0.1} -p "$port" ping 2>&1) || out=
                 [ "$out" = PONG ] && break
                 # daemon already gone? then stop waiting
                 if [ -s "$rdir/redis.pid" ] && ! _lk_alive "$(cat "$rdir/redis.pid")"; then
@@ -449,7 +461,7 @@ _lk_start_redis() {
             : >"$rdir/redis.log"
             continue
         fi
-        _lk_err "Redis did not start / never answered PING on 127.0.0.1:$port; output:"
+        _lk_err "Redis did not start / never answered PING on ${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}:$port; output:"
         tail -n 20 "$rdir/start.log" >&2 2>/dev/null
         tail -n 30 "$rdir/redis.log" >&2 2>/dev/null
         return 1
@@ -458,14 +470,14 @@ _lk_start_redis() {
     # User "default" is the one requirepass protects. Spelled out because
     # redis-cli 7.0 sends `AUTH "" <pw>` for redis://:<pw>@..., which fails;
     # Rust clients accept either form.
-    local url="redis://default:${pw}@127.0.0.1:${port}/"
+    local url="redis://default:${pw}@${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}:${port}/"
     if ! out=$(timeout 10 redis-cli --no-auth-warning -u "$url" ping 2>&1) || [ "$out" != PONG ]; then
         _lk_err "Redis answers but PING through the URL with the generated password failed: $out"
         return 1
     fi
     LATCHKEY_TEST_REDIS_URL=$url
     export LATCHKEY_TEST_REDIS_URL
-    _lk_log "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') ready on 127.0.0.1:$port"
+    _lk_log "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') ready on ${LATCHKEY_SERVICES_LISTEN:-127.0.0.1}:$port"
     return 0
 }
 

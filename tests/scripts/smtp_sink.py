@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A loopback SMTP server for Latchkey's tests: every message it receives is saved.
 
-    python3 tests/scripts/smtp_sink.py DIR PORT
+    python3 tests/scripts/smtp_sink.py DIR PORT [HOST]
 
-Listens on 127.0.0.1:PORT (aiosmtpd, from PyPI) and writes each message, exactly as
+Listens on HOST:PORT (default 127.0.0.1) (aiosmtpd, from PyPI) and writes each message, exactly as
 received, to DIR/<n>.eml (written under another name first and renamed, so a reader
 never sees half a message). Prints "ready" on stdout once it accepts connections and
 runs until it is killed.
@@ -33,11 +33,12 @@ class SaveToDir:
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: smtp_sink.py DIR PORT")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: smtp_sink.py DIR PORT [HOST]")
     directory, port = sys.argv[1], int(sys.argv[2])
+    host = sys.argv[3] if len(sys.argv) == 4 else "127.0.0.1"
     os.makedirs(directory, exist_ok=True)
-    controller = Controller(SaveToDir(directory), hostname="127.0.0.1", port=port)
+    controller = Controller(SaveToDir(directory), hostname=host, port=port)
     controller.start()
     print("ready", flush=True)
     threading.Event().wait()

@@ -161,6 +161,7 @@ Secrets only.
   "LATCHKEY_MANAGE_KEYS" "false"
   "LATCHKEY_KEYS_RELOAD_INTERVAL" $v.service.keysReloadInterval
   "LATCHKEY_JWKS_MAX_AGE" $v.service.jwksMaxAge
+  "LATCHKEY_SHUTDOWN_DRAIN" $v.service.shutdownDrain
   "OAUTH2_ACCESS_TOKEN_EXPIRES" $v.service.accessTokenTTL
   "OAUTH2_REFRESH_TOKEN_EXPIRES" $v.service.refreshTokenTTL
   "DATABASE_MAX_CONNECTIONS" (toString $v.service.databaseMaxConnections)

@@ -28,6 +28,10 @@ names the values to change.
 {{- fail (printf "service.jwksMaxAge (%s) must be shorter than signingKey.prePublish (%s): a verifier caching the JWKS for max-age must see a new key before it signs" (toString $v.service.jwksMaxAge) (toString $v.signingKey.prePublish)) }}
 {{- end }}
 {{- end }}
+{{- $stopping := add (int $v.service.preStopSleepSeconds) (include "latchkey.seconds" $v.service.shutdownDrain | int64) }}
+{{- if ge $stopping (int64 $v.service.terminationGracePeriodSeconds) }}
+{{- fail (printf "service.preStopSleepSeconds (%d) + service.shutdownDrain (%s) must stay below service.terminationGracePeriodSeconds (%d): the kubelet kills the pod at the end of the grace period, with requests still in flight" (int $v.service.preStopSleepSeconds) (toString $v.service.shutdownDrain) (int $v.service.terminationGracePeriodSeconds)) }}
+{{- end }}
 {{- $multi := or (gt (int $v.service.replicas) 1) $v.service.autoscaling.enabled }}
 {{- if and $multi (not $v.redis.enabled) }}
 {{- fail "redis.enabled=true (with redis.existingSecret holding REDIS_URL) is required when service.replicas > 1 or service.autoscaling.enabled=true: without Redis every replica keeps its own token revocation list, rate limits and lockout counters, so a logout on one replica is not seen by the others. Set --set redis.enabled=true,redis.existingSecret=<secret>, or run one replica." }}

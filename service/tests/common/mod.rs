@@ -259,6 +259,15 @@ impl TestServer {
         }
     }
 
+    /// Sends the shutdown signal (what SIGTERM does in the binary) and returns the serving
+    /// task, which ends once the drain and the requests in flight are done.
+    pub fn signal_shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("the server is running")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -1,4 +1,4 @@
-//! The OAuthClient controller: the I/O around [`crate::plan`].
+//! The OAuthClient controller: the I/O around [`plan`].
 //!
 //! `reconcile` only dispatches through kube's `finalizer()`: [`apply`] for a live
 //! resource, [`cleanup`] for one being deleted. Each reads the world (the Secret, the
@@ -6,8 +6,10 @@
 //! row first (so the service accepts a new secret before anyone can read it), then the
 //! Secret, then the status, then Events.
 
+pub mod plan;
+
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -15,14 +17,12 @@ use latchkey_crds::{OAuthClient, OAuthClientStatus};
 use latchkey_store::clients::{self, ClientSecret};
 
 use crate::context::Context;
-use crate::controller::{self, Reconciled};
-use crate::plan::{self, Found, Readiness, RowAction, SecretChange};
-use crate::{Error, Result};
+use crate::controller::{self, Found, Reconciled};
+use crate::error::{Error, Result};
+use plan::{Readiness, RowAction, SecretChange};
 
 /// The finalizer that keeps a resource until its database row is gone.
 pub const FINALIZER: &str = "latchkey.dev/oauthclient-cleanup";
-/// Field manager of every write (server-side apply and status patches).
-pub const MANAGER: &str = "latchkey-operator";
 
 impl Reconciled for OAuthClient {
     type Status = OAuthClientStatus;
@@ -60,30 +60,26 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         .secret_name
         .clone()
         .unwrap_or_else(|| format!("{name}-oauth"));
+    let not_ready = NotReady {
+        obj,
+        ctx,
+        before: &before,
+        client_id: &client_id,
+        now,
+    };
 
     let validated = match plan::validate(&obj.spec, &name, &ctx.settings) {
         Ok(v) => v,
         Err(problems) => {
-            let readiness = Readiness {
-                ready: false,
-                reason: "InvalidSpec",
-                message: format!(
-                    "{}; the last valid configuration stays in effect",
-                    problems.join("; ")
-                ),
-            };
-            fail(
-                obj,
-                ctx,
-                &before,
-                &client_id,
-                &fallback_secret_name,
-                readiness,
-                now,
-            )
-            .await?;
+            let message = format!(
+                "{}; the last valid configuration stays in effect",
+                problems.join("; ")
+            );
             // Nothing changes until the spec (or the operator's configuration) does.
-            return Ok(Action::await_change());
+            let then = Action::await_change();
+            return not_ready
+                .record(&fallback_secret_name, "InvalidSpec", message, then)
+                .await;
         }
     };
 
@@ -94,25 +90,14 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
     );
     let stored = match found {
         Found::Foreign => {
-            let readiness = Readiness {
-                ready: false,
-                reason: "SecretConflict",
-                message: format!(
-                    "Secret {} exists and is not owned by this OAuthClient; delete it or set another spec.secretName",
-                    validated.secret_name
-                ),
-            };
-            fail(
-                obj,
-                ctx,
-                &before,
-                &client_id,
-                &validated.secret_name,
-                readiness,
-                now,
-            )
-            .await?;
-            return Ok(Action::requeue(ctx.settings.resync));
+            let message = format!(
+                "Secret {} exists and is not owned by this OAuthClient; delete it or set another spec.secretName",
+                validated.secret_name
+            );
+            let then = Action::requeue(ctx.settings.resync);
+            return not_ready
+                .record(&validated.secret_name, "SecretConflict", message, then)
+                .await;
         }
         Found::Missing => plan::Stored::default(),
         Found::Owned(stored) => stored,
@@ -120,26 +105,15 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
 
     let row = clients::get(&ctx.db, &client_id).await?;
     if let Some(row) = row.as_ref().filter(|r| !plan::row_is_ours(r, &owner)) {
-        let readiness = Readiness {
-            ready: false,
-            reason: "ClientIdConflict",
-            message: format!(
-                "client_id {client_id} already exists in the database, managed by {} ({}); it is left alone",
-                row.managed_by.as_str(),
-                row.owner.as_deref().unwrap_or("no owner")
-            ),
-        };
-        fail(
-            obj,
-            ctx,
-            &before,
-            &client_id,
-            &validated.secret_name,
-            readiness,
-            now,
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.settings.resync));
+        let message = format!(
+            "client_id {client_id} already exists in the database, managed by {} ({}); it is left alone",
+            row.managed_by.as_str(),
+            row.owner.as_deref().unwrap_or("no owner")
+        );
+        let then = Action::requeue(ctx.settings.resync);
+        return not_ready
+            .record(&validated.secret_name, "ClientIdConflict", message, then)
+            .await;
     }
 
     let fresh = ClientSecret::generate()?;
@@ -185,13 +159,7 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         &ctx.settings,
         &secret_plan,
     );
-    secrets
-        .patch(
-            &validated.secret_name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    controller::apply_secret(&secrets, &validated.secret_name, &secret).await?;
     // 3. The status.
     let readiness = Readiness {
         ready: true,
@@ -220,34 +188,56 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
     )))
 }
 
-/// Records a Ready=False outcome (status + a Warning Event when the reason is new).
-async fn fail(
-    obj: &OAuthClient,
-    ctx: &Context,
-    before: &OAuthClientStatus,
-    client_id: &str,
-    secret_name: &str,
-    readiness: Readiness,
+// === impl NotReady ===
+
+/// What one `apply` read that each of its Ready=False outcomes (invalid spec, Secret
+/// conflict, client_id conflict) records in the same way.
+struct NotReady<'a> {
+    obj: &'a OAuthClient,
+    ctx: &'a Context,
+    /// The status as read at the start of the reconcile.
+    before: &'a OAuthClientStatus,
+    client_id: &'a str,
     now: i64,
-) -> Result<()> {
-    let reason = readiness.reason;
-    let note = readiness.message.clone();
-    let status = plan::status(
-        before,
-        obj.meta().generation,
-        client_id,
-        secret_name,
-        None,
-        readiness,
-        now,
-    );
-    let changed = controller::write_status(ctx, obj, status).await?;
-    tracing::info!(object = %controller::object_key(obj), reason, message = %note, "not ready");
-    if changed {
-        controller::publish(ctx, obj, EventType::Warning, reason, &note).await;
-    }
-    Ok(())
 }
+
+impl NotReady<'_> {
+    /// Writes Ready=False (`reason`, `message`) into a status naming `secret_name`, logs
+    /// it, publishes a Warning Event when the status changed, and returns `then`: when to
+    /// look at the resource again.
+    async fn record(
+        &self,
+        secret_name: &str,
+        reason: &'static str,
+        message: String,
+        then: Action,
+    ) -> Result<Action> {
+        let (obj, ctx) = (self.obj, self.ctx);
+        let note = message.clone();
+        let readiness = Readiness {
+            ready: false,
+            reason,
+            message,
+        };
+        let status = plan::status(
+            self.before,
+            obj.meta().generation,
+            self.client_id,
+            secret_name,
+            None,
+            readiness,
+            self.now,
+        );
+        let changed = controller::write_status(ctx, obj, status).await?;
+        tracing::info!(object = %controller::object_key(obj), reason, message = %note, "not ready");
+        if changed {
+            controller::publish(ctx, obj, EventType::Warning, reason, &note).await;
+        }
+        Ok(then)
+    }
+}
+
+// === Events ===
 
 async fn announce(
     obj: &OAuthClient,
@@ -294,6 +284,8 @@ async fn announce(
         controller::publish(ctx, obj, type_, reason, &note).await;
     }
 }
+
+// === cleanup ===
 
 /// The resource is being deleted: remove its row (only if it is ours) and its Secret
 /// (only if it owns it; garbage collection would do the same, but not every cluster runs

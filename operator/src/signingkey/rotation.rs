@@ -32,7 +32,7 @@ use latchkey_store::keys::{ALLOWED_BITS, PublicJwk};
 use latchkey_store::signing_keys::{KeyState, SigningKeyRow};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::controller::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE, found};
 
 /// Label naming the SigningKey a Secret belongs to.
 pub const SIGNINGKEY_LABEL: &str = "latchkey.dev/signingkey";
@@ -173,7 +173,7 @@ pub struct Stored {
 
 /// Reads the state from `secret`, which must be owned by the resource `owner_uid`.
 pub fn read_secret(secret: Option<&Secret>, owner_uid: &str) -> Found<Stored> {
-    crate::plan::found(secret, owner_uid, read_stored)
+    found(secret, owner_uid, read_stored)
 }
 
 fn read_stored(secret: &Secret) -> Stored {

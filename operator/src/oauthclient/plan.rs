@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use latchkey_crds::{OAuthClientSpec, OAuthClientStatus, TokenEndpointAuthMethod, duration};
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy, secret_digest};
 
-/// Label on every Secret the operator writes; the controller watches only these.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "latchkey-operator";
+use crate::context::Settings;
+use crate::controller::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE, found, ready_conditions};
+
 /// Label naming the OAuthClient a Secret belongs to.
 pub const CLIENT_LABEL: &str = "latchkey.dev/oauthclient";
 /// The secretRotation.generation the Secret's client_secret answers to.
@@ -44,23 +44,6 @@ const REFRESH_TTL_MIN: Duration = Duration::from_secs(60);
 const REFRESH_TTL_MAX: Duration = Duration::from_secs(365 * 86_400);
 const OVERLAP_MAX: Duration = Duration::from_secs(30 * 86_400);
 const SECRET_NAME_MAX: usize = 253;
-
-/// What the operator is configured with that decisions depend on.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The service's public base URL, without a trailing slash.
-    pub issuer: String,
-    /// Scopes a client may be given; empty allows any scope token.
-    pub allowed_scopes: Vec<String>,
-    /// How often a healthy resource is re-checked against the database.
-    pub resync: Duration,
-}
-
-impl Settings {
-    pub fn token_url(&self) -> String {
-        format!("{}/oauth/token", self.issuer)
-    }
-}
 
 /// The client_id of the resource `namespace/name`: `<namespace>.<name>`.
 ///
@@ -217,32 +200,6 @@ pub struct Previous {
     pub expires_at: i64,
 }
 
-/// What the operator finds in the Secret named by a spec (`S`: the state read from it;
-/// both controllers keep theirs in the Secret they own).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Found<S> {
-    /// No such Secret.
-    Missing,
-    /// A Secret this resource does not own: never taken over.
-    Foreign,
-    /// Our Secret, with whatever state it still holds.
-    Owned(S),
-}
-
-/// Classifies `secret` for the resource `owner_uid`, reading the state of an owned one
-/// with `read`.
-pub fn found<S>(
-    secret: Option<&Secret>,
-    owner_uid: &str,
-    read: impl FnOnce(&Secret) -> S,
-) -> Found<S> {
-    match secret {
-        None => Found::Missing,
-        Some(secret) if !controlled_by(secret, owner_uid) => Found::Foreign,
-        Some(secret) => Found::Owned(read(secret)),
-    }
-}
-
 /// The operator's state, as read back from its Secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stored {
@@ -251,17 +208,6 @@ pub struct Stored {
     pub rotation_generation: Option<i64>,
     pub generated_at: Option<i64>,
     pub previous: Option<Previous>,
-}
-
-/// Whether `secret`'s controlling owner is the resource with `owner_uid`: the operator
-/// never adopts or overwrites a Secret someone else made.
-pub fn controlled_by(secret: &Secret, owner_uid: &str) -> bool {
-    secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.uid == owner_uid && r.controller == Some(true))
 }
 
 /// Reads the operator's state from `secret`, which must be owned by the resource `uid`.
@@ -560,27 +506,14 @@ pub fn status(
     readiness: Readiness,
     now: i64,
 ) -> OAuthClientStatus {
-    let old_ready = before.conditions.iter().find(|c| c.type_ == "Ready");
-    let status_str = if readiness.ready { "True" } else { "False" };
-    let transition = match old_ready {
-        Some(c) if c.status == status_str => c.last_transition_time.clone(),
-        _ => Time(timestamp(now)),
-    };
-    let ready = Condition {
-        type_: "Ready".to_owned(),
-        status: status_str.to_owned(),
-        reason: readiness.reason.to_owned(),
-        message: readiness.message,
-        observed_generation: generation,
-        last_transition_time: transition,
-    };
-    let mut conditions: Vec<Condition> = before
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != "Ready")
-        .cloned()
-        .collect();
-    conditions.push(ready);
+    let conditions = ready_conditions(
+        &before.conditions,
+        generation,
+        readiness.ready,
+        readiness.reason,
+        readiness.message,
+        Time(timestamp(now)),
+    );
     let (rotation_generation, last_rotation, previous_expires) = match plan {
         Some(p) => (
             (p.current.is_some()).then_some(p.rotation_generation),
@@ -615,12 +548,6 @@ pub fn requeue_after(plan: Option<&SecretPlan>, resync: Duration, now: i64) -> D
         Some(d) => (d + Duration::from_millis(100)).min(resync),
         None => resync,
     }
-}
-
-/// Back-off after `failures` consecutive failed reconciles: 1 s doubling up to 5 min.
-pub fn backoff(failures: u32) -> Duration {
-    let secs = 1u64 << failures.saturating_sub(1).min(9);
-    Duration::from_secs(secs.min(300))
 }
 
 fn timestamp(ms: i64) -> Timestamp {
@@ -1006,11 +933,5 @@ mod tests {
         );
         assert_eq!(cond.last_transition_time, Time(timestamp(9_000)));
         assert_eq!(failed.observed_generation, Some(2));
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_five_minutes() {
-        let secs: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
     }
 }

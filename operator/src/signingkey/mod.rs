@@ -1,4 +1,4 @@
-//! The SigningKey controller: the I/O around [`crate::rotation`].
+//! The SigningKey controller: the I/O around [`rotation`].
 //!
 //! `reconcile` only dispatches through kube's `finalizer()`: [`apply`] for a live
 //! resource, [`cleanup`] for one being deleted. `apply` reads the Secret (the record of
@@ -17,12 +17,13 @@
 //! Each step is idempotent and derived from the record, so a crash between any two
 //! resumes where it stopped.
 
+pub mod rotation;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -32,11 +33,9 @@ use latchkey_store::keys::KeyPair;
 use latchkey_store::signing_keys;
 
 use crate::context::Context;
-use crate::controller::{self, Reconciled};
-use crate::oauthclient::MANAGER;
-use crate::plan::Found;
-use crate::rotation::{self, Key, Manual, Plan};
-use crate::{Error, Result};
+use crate::controller::{self, Found, Reconciled};
+use crate::error::{Error, Result};
+use rotation::{Key, Manual, Plan};
 
 /// The finalizer that keeps a resource until its rows are gone.
 pub const FINALIZER: &str = "latchkey.dev/signingkey-cleanup";
@@ -170,7 +169,7 @@ async fn apply(obj: &SigningKey, ctx: &Context) -> Result<Action> {
         || stored.rotate_handled != plan.rotate_handled
         || stored.private != private;
     if record_changed {
-        patch_secret(&secrets, &secret_name, &write_secret(&private)).await?;
+        controller::apply_secret(&secrets, &secret_name, &write_secret(&private)).await?;
     }
     // 3. The rows, from the record (restores rows changed or deleted behind our back).
     for key in &plan.keys {
@@ -181,7 +180,7 @@ async fn apply(obj: &SigningKey, ctx: &Context) -> Result<Action> {
     }
     // 4. Private keys of retired keys leave the Secret.
     if wanted != private {
-        patch_secret(&secrets, &secret_name, &write_secret(&wanted)).await?;
+        controller::apply_secret(&secrets, &secret_name, &write_secret(&wanted)).await?;
     }
     // 5. Status, Events, requeue.
     let next_at = rotation::next_transition(&params, &plan.keys);
@@ -215,16 +214,6 @@ async fn recover_from_rows(
     Ok(())
 }
 
-async fn patch_secret(api: &Api<Secret>, name: &str, secret: &Secret) -> Result<()> {
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(secret),
-    )
-    .await?;
-    Ok(())
-}
-
 fn status(
     obj: &SigningKey,
     before: &SigningKeyStatus,
@@ -246,8 +235,8 @@ fn status(
         next_transition_at: next_at.map(rotation::time),
         secret_name: Some(secret_name.to_owned()),
         observed_generation: obj.meta().generation,
-        conditions: conditions(
-            before,
+        conditions: controller::ready_conditions(
+            &before.conditions,
             obj.meta().generation,
             active.is_some(),
             if active.is_some() {
@@ -256,40 +245,9 @@ fn status(
                 "NoActiveKey"
             },
             message,
-            now,
+            rotation::time(now),
         ),
     }
-}
-
-fn conditions(
-    before: &SigningKeyStatus,
-    generation: Option<i64>,
-    ready: bool,
-    reason: &str,
-    message: String,
-    now: i64,
-) -> Vec<Condition> {
-    let status = if ready { "True" } else { "False" };
-    let old = before.conditions.iter().find(|c| c.type_ == "Ready");
-    let transition = match old {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => rotation::time(now),
-    };
-    let mut out: Vec<Condition> = before
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != "Ready")
-        .cloned()
-        .collect();
-    out.push(Condition {
-        type_: "Ready".to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        observed_generation: generation,
-        last_transition_time: transition,
-    });
-    out
 }
 
 /// Records a Ready=False outcome, keeping the rest of the status.
@@ -306,7 +264,14 @@ async fn not_ready(
     let status = SigningKeyStatus {
         secret_name: Some(secret_name.to_owned()),
         observed_generation: generation,
-        conditions: conditions(before, generation, false, reason, message.clone(), now),
+        conditions: controller::ready_conditions(
+            &before.conditions,
+            generation,
+            false,
+            reason,
+            message.clone(),
+            rotation::time(now),
+        ),
         ..before.clone()
     };
     if controller::write_status(ctx, obj, status).await? {
