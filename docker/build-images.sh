@@ -100,7 +100,7 @@ pkg_versions() { dpkg-query -W -f='${Package} ${Version}\n' musl-tools musl-dev 
 stamp_inputs() {
   # Paths are relative to the repository, so every clone computes the same stamp.
   (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- \
-      Cargo.toml Cargo.lock crds operator service store migrations docker \
+      Cargo.toml Cargo.lock crds domain operator service store migrations docker \
       ':(exclude)*/tests/*' ':(exclude)*/benches/*' \
     | sort -z | while IFS= read -r -d '' f; do
         [[ -f $f ]] && printf '%s  %s\n' "$(sha256 < "$f")" "$f"
