@@ -8,7 +8,7 @@
 #   ./test.sh                      everything (what CI runs via .ci/run)
 #   ./test.sh login                extra args go to `cargo test` (a name filter here)
 #   ./test.sh -- --nocapture       ... or to the test binaries
-#   LATCHKEY_TEST_SKIP_LINT=1 ./test.sh   skip fmt + clippy (local iteration only)
+#   LATCHKEY_TEST_SKIP_LINT=1 ./test.sh   skip fmt, clippy and the module-cycle check (local iteration only)
 #
 # Works from any cwd. Exits non-zero if any step fails.
 set -euo pipefail
@@ -137,6 +137,19 @@ if ! step helm build_helm; then
     summary
     exit 1
 fi
+# The module graph of each crate has no cycle (the layering the README describes).
+check_module_cycles() {
+    local crate ok=0
+    for crate in service domain store operator; do
+        if ! python3 tests/scripts/modgraph.py "$crate" >/dev/null; then
+            printf 'module cycle in %s:\n' "$crate" >&2
+            python3 tests/scripts/modgraph.py "$crate" | sed -n '/^cycles/,$p' >&2
+            ok=1
+        fi
+    done
+    return "$ok"
+}
+
 if ! step cluster build_cluster; then
     summary
     exit 1
@@ -155,6 +168,7 @@ fi
 if [ "${LATCHKEY_TEST_SKIP_LINT:-}" != 1 ]; then
     step fmt cargo fmt --all --check || true
     step clippy cargo clippy --workspace --all-targets --locked -- -D warnings || true
+    step modules check_module_cycles || true
 fi
 # --no-fail-fast: one run shows every failing test binary, not only the first.
 step test cargo test --workspace --locked --no-fail-fast "$@" || true

@@ -156,10 +156,17 @@ pub enum GrantType {
 impl GrantType {
     /// The wire name, as in a token request's `grant_type`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AuthorizationCode => "authorization_code",
-            Self::ClientCredentials => "client_credentials",
-            Self::RefreshToken => "refresh_token",
+        latchkey_store::protocol::GrantType::from(self).as_str()
+    }
+}
+
+/// The CRD's grants are a subset of the protocol's (no `password`).
+impl From<GrantType> for latchkey_store::protocol::GrantType {
+    fn from(grant: GrantType) -> Self {
+        match grant {
+            GrantType::AuthorizationCode => Self::AuthorizationCode,
+            GrantType::ClientCredentials => Self::ClientCredentials,
+            GrantType::RefreshToken => Self::RefreshToken,
         }
     }
 }
@@ -179,10 +186,16 @@ pub enum TokenEndpointAuthMethod {
 
 impl TokenEndpointAuthMethod {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientSecretBasic => "client_secret_basic",
-            Self::ClientSecretPost => "client_secret_post",
-            Self::None => "none",
+        latchkey_store::protocol::AuthMethod::from(self).as_str()
+    }
+}
+
+impl From<TokenEndpointAuthMethod> for latchkey_store::protocol::AuthMethod {
+    fn from(method: TokenEndpointAuthMethod) -> Self {
+        match method {
+            TokenEndpointAuthMethod::ClientSecretBasic => Self::ClientSecretBasic,
+            TokenEndpointAuthMethod::ClientSecretPost => Self::ClientSecretPost,
+            TokenEndpointAuthMethod::None => Self::None,
         }
     }
 }

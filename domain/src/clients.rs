@@ -2,17 +2,12 @@
 //! the `latchkey client` commands and the `/oauth/clients` admin API.
 
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy};
+use latchkey_store::protocol::{AuthMethod, GrantType};
 use serde::{Deserialize, Serialize};
 
 use crate::scopes;
 
-pub const GRANT_TYPES: [&str; 4] = [
-    "authorization_code",
-    "client_credentials",
-    "refresh_token",
-    "password",
-];
-pub const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+const EMPTY_GRANTS: &str = "grant_types must not be empty";
 
 /// Fields a caller may set. On create, absent fields take defaults; on update, absent
 /// fields keep their value.
@@ -38,10 +33,10 @@ pub struct ClientView {
     pub client_id: String,
     pub name: String,
     pub public: bool,
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
-    pub token_endpoint_auth_method: String,
+    pub token_endpoint_auth_method: AuthMethod,
     pub first_party: bool,
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
@@ -61,7 +56,7 @@ impl ClientView {
             grant_types: record.grant_types.clone(),
             redirect_uris: record.redirect_uris.clone(),
             scopes: record.scopes.clone(),
-            token_endpoint_auth_method: record.token_endpoint_auth_method.clone(),
+            token_endpoint_auth_method: record.token_endpoint_auth_method,
             first_party: record.first_party,
             access_token_ttl: record.access_token_ttl,
             refresh_token_ttl: record.refresh_token_ttl,
@@ -91,18 +86,17 @@ pub fn create(
         previous_secret_expires_at: None,
         public,
         grant_types: if public {
-            vec!["authorization_code".into(), "refresh_token".into()]
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
         } else {
-            vec!["client_credentials".into()]
+            vec![GrantType::ClientCredentials]
         },
         redirect_uris: Vec::new(),
         scopes: Vec::new(),
         token_endpoint_auth_method: if public {
-            "none"
+            AuthMethod::None
         } else {
-            "client_secret_basic"
-        }
-        .into(),
+            AuthMethod::ClientSecretBasic
+        },
         first_party: false,
         access_token_ttl: None,
         refresh_token_ttl: None,
@@ -119,8 +113,7 @@ pub fn create(
             public: None,
             ..input
         },
-    );
-    validate(&record)?;
+    )?;
     let secret = if record.public {
         None
     } else {
@@ -132,13 +125,28 @@ pub fn create(
 }
 
 /// Applies the fields present in `input` (except `client_id` and `public`, which
-/// cannot change).
-pub fn apply(record: &mut ClientRecord, input: ClientInput) {
+/// cannot change) and validates the result: every problem, one message each (an unknown
+/// grant type or authentication method included).
+pub fn apply(record: &mut ClientRecord, input: ClientInput) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
     if let Some(v) = input.name {
         record.name = v;
     }
-    if let Some(v) = input.grant_types {
-        record.grant_types = v;
+    let mut unknown_grant = false;
+    if let Some(names) = input.grant_types {
+        record.grant_types = Vec::new();
+        for name in names {
+            match GrantType::parse(&name) {
+                Some(grant) => record.grant_types.push(grant),
+                None => {
+                    unknown_grant = true;
+                    problems.push(format!(
+                        "unknown grant type {name:?} (known: {})",
+                        known(GrantType::ALL.map(GrantType::as_str))
+                    ));
+                }
+            }
+        }
     }
     if let Some(v) = input.redirect_uris {
         record.redirect_uris = v;
@@ -146,8 +154,14 @@ pub fn apply(record: &mut ClientRecord, input: ClientInput) {
     if let Some(v) = input.scopes {
         record.scopes = v;
     }
-    if let Some(v) = input.token_endpoint_auth_method {
-        record.token_endpoint_auth_method = v;
+    if let Some(name) = input.token_endpoint_auth_method {
+        match AuthMethod::parse(&name) {
+            Some(method) => record.token_endpoint_auth_method = method,
+            None => problems.push(format!(
+                "unknown token_endpoint_auth_method {name:?} (known: {})",
+                known(AuthMethod::ALL.map(AuthMethod::as_str))
+            )),
+        }
     }
     if let Some(v) = input.first_party {
         record.first_party = v;
@@ -161,6 +175,22 @@ pub fn apply(record: &mut ClientRecord, input: ClientInput) {
     if input.audience.is_some() {
         record.audience = input.audience;
     }
+    if let Err(more) = validate(record) {
+        // Only unknown names given: that, not an empty list, is the problem.
+        problems.extend(
+            more.into_iter()
+                .filter(|p| !(unknown_grant && p == EMPTY_GRANTS)),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn known<const N: usize>(names: [&str; N]) -> String {
+    names.join(", ")
 }
 
 /// Whether `uri` is an acceptable redirect URI: absolute `https://`, or `http://` on a
@@ -202,20 +232,12 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
         problems.push("name must be at most 200 characters".into());
     }
     if record.grant_types.is_empty() {
-        problems.push("grant_types must not be empty".into());
+        problems.push(EMPTY_GRANTS.into());
     }
-    for grant in &record.grant_types {
-        if !GRANT_TYPES.contains(&grant.as_str()) {
-            problems.push(format!(
-                "unknown grant type {grant:?} (known: {})",
-                GRANT_TYPES.join(", ")
-            ));
-        }
-    }
-    if record.public && record.allows_grant("client_credentials") {
+    if record.public && record.allows_grant(GrantType::ClientCredentials) {
         problems.push("public clients cannot use client_credentials".into());
     }
-    if record.allows_grant("authorization_code") && record.redirect_uris.is_empty() {
+    if record.allows_grant(GrantType::AuthorizationCode) && record.redirect_uris.is_empty() {
         problems.push("authorization_code needs at least one redirect URI".into());
     }
     for uri in &record.redirect_uris {
@@ -230,13 +252,7 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
             problems.push(format!("{scope:?} is not a valid scope"));
         }
     }
-    let method = record.token_endpoint_auth_method.as_str();
-    if !AUTH_METHODS.contains(&method) {
-        problems.push(format!(
-            "unknown token_endpoint_auth_method {method:?} (known: {})",
-            AUTH_METHODS.join(", ")
-        ));
-    } else if record.public != (method == "none") {
+    if record.public != (record.token_endpoint_auth_method == AuthMethod::None) {
         problems.push("public clients use token_endpoint_auth_method none, confidential clients a secret method".into());
     }
     for (name, ttl) in [

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use redis::aio::ConnectionManager;
 
 use crate::error::{Error, Result};
-use crate::limits::Rate;
+pub use crate::rate::{Decision, Rate, ceil_secs};
 
 /// When Memory maps grow past this, expired entries are swept on the next write.
 const SWEEP_ABOVE: usize = 10_000;
@@ -65,35 +65,6 @@ pub enum FailurePolicy {
     Open,
     /// Refuse with 503.
     Closed,
-}
-
-/// The outcome of one rate-limit check, with what the `RateLimit-*` headers say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Milliseconds until the bucket is full again.
-    pub reset_ms: i64,
-    /// Milliseconds until the next request is allowed (0 when allowed).
-    pub retry_after_ms: i64,
-}
-
-impl Decision {
-    /// Whole seconds until the next request is allowed (at least 1 when refused).
-    pub fn retry_after_secs(&self) -> i64 {
-        ceil_secs(self.retry_after_ms)
-    }
-
-    /// Whole seconds until the bucket is full again (`RateLimit-Reset`).
-    pub fn reset_secs(&self) -> i64 {
-        ceil_secs(self.reset_ms)
-    }
-}
-
-/// Milliseconds to whole seconds, rounded up.
-pub fn ceil_secs(ms: i64) -> i64 {
-    (ms.max(0) + 999) / 1000
 }
 
 /// Account lockout settings; `attempts == 0` turns lockout off.

@@ -4,7 +4,7 @@
 //! Nothing here knows HTTP: the service maps each variant to a status, a body and
 //! headers in one place (`latchkey::error`), and logs internal causes there, once.
 
-use crate::ephemeral::Decision;
+use crate::rate::Decision;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -99,16 +99,71 @@ impl From<OAuthError> for Error {
     }
 }
 
+/// The `error` codes Latchkey answers with: RFC 6749 §4.1.2.1 (the authorization
+/// endpoint's redirects) and §5.2 (the token endpoint), OpenID Connect Core §3.1.2.6
+/// (`login_required`, `consent_required`), and `rate_limited` for a refusal (429).
+/// Typed, so an answer's status is chosen by the variant, never by matching a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OAuthCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    LoginRequired,
+    ConsentRequired,
+    RateLimited,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl OAuthCode {
+    /// The wire value of the `error` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::AccessDenied => "access_denied",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the wire value (`code == "invalid_grant"`), as tests and logs read it.
+impl PartialEq<&str> for OAuthCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// An RFC 6749 §5.2 error: its `error` code and `error_description`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{description}")]
 pub struct OAuthError {
-    pub code: &'static str,
+    pub code: OAuthCode,
     pub description: String,
 }
 
 impl OAuthError {
-    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(code: OAuthCode, description: impl Into<String>) -> Self {
         Self {
             code,
             description: description.into(),
@@ -116,22 +171,22 @@ impl OAuthError {
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new("invalid_request", description)
+        Self::new(OAuthCode::InvalidRequest, description)
     }
 
     pub fn invalid_client(description: impl Into<String>) -> Self {
-        Self::new("invalid_client", description)
+        Self::new(OAuthCode::InvalidClient, description)
     }
 
     pub fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::new("invalid_grant", description)
+        Self::new(OAuthCode::InvalidGrant, description)
     }
 
     pub fn invalid_scope(description: impl Into<String>) -> Self {
-        Self::new("invalid_scope", description)
+        Self::new(OAuthCode::InvalidScope, description)
     }
 
     pub fn unauthorized_client(description: impl Into<String>) -> Self {
-        Self::new("unauthorized_client", description)
+        Self::new(OAuthCode::UnauthorizedClient, description)
     }
 }

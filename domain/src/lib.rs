@@ -18,6 +18,7 @@
 //! - [`ephemeral`]: revocation list, rate-limit and lockout counters (Redis or in-process).
 //! - [`limits`]: the rate-limit policy: which limit applies, and the per-account and
 //!   per-client checks.
+//! - [`rate`]: a rate and the decision of one check (no dependency in the crate).
 //! - [`mail`]: the messages and their delivery (SMTP, or the outbox folder).
 //! - [`error`]: the one domain error, OAuth outcomes included.
 //!
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod login;
 pub mod mail;
 pub mod passwords;
+pub mod rate;
 pub mod scopes;
 pub mod sessions;
 pub mod tokens;
@@ -43,7 +45,7 @@ use std::time::Duration;
 
 use latchkey_store::Db;
 
-pub use error::{Error, OAuthError, Result};
+pub use error::{Error, OAuthCode, OAuthError, Result};
 
 /// Everything a domain operation needs. Cheap to clone: every field is a handle.
 #[derive(Clone, Debug)]

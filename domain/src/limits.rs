@@ -6,25 +6,48 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use ipnet::IpNet;
 use latchkey_store::now_ms;
 
 use crate::Core;
-use crate::ephemeral::Decision;
 use crate::error::{Error, Result};
+pub use crate::rate::{Decision, Rate};
+
+/// Every route template the HTTP service serves, as `RATE_LIMITING_ROUTES` names them (and
+/// the `route` label of the request metrics). A name outside this list is refused at
+/// start, so a misspelt route cannot silently go without its limit; a test requests
+/// each one and checks the router reports that very template.
+pub const ROUTES: &[&str] = &[
+    "/",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/.well-known/jwks.json",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/openid-configuration",
+    "/auth/register",
+    "/auth/login",
+    "/auth/refresh",
+    "/auth/logout",
+    "/auth/verify-email",
+    "/auth/resend-verification",
+    "/auth/password-reset",
+    "/auth/password-reset/confirm",
+    "/auth/change-password",
+    "/users/me",
+    "/oauth/authorize",
+    "/oauth/token",
+    "/oauth/introspect",
+    "/oauth/revoke",
+    "/oauth/clients",
+    "/oauth/clients/{client_id}",
+    "/userinfo",
+];
 
 /// Probes and scrapes are never limited: a limited `/ready` would take pods out of
 /// service under load, exactly when they are needed.
 pub const EXEMPT: [&str; 3] = ["/health", "/ready", "/metrics"];
-
-/// A rate: at most `limit` requests per `period`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub limit: u32,
-    pub period: Duration,
-}
 
 /// The configured limits, resolved once. `None` rates are off.
 #[derive(Debug, Default)]
@@ -86,6 +109,8 @@ pub fn refuse(scope: &'static str, decision: Decision) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -1,5 +1,7 @@
 //! Scopes (RFC 6749 §3.3): syntax, and what a client may ask for.
 
+use latchkey_store::users::User;
+
 use crate::error::OAuthError;
 
 /// Scopes the service itself gives meaning to. Clients may also hold any other
@@ -40,6 +42,18 @@ pub fn resolve(requested: Option<&str>, allowed: &[String]) -> Result<String, OA
 /// Whether the space-separated `scope` contains `token`.
 pub fn contains(scope: &str, token: &str) -> bool {
     scope.split(' ').any(|t| t == token)
+}
+
+/// Adds the claims `scope` releases about `user` (OpenID Connect Core §5.4).
+pub fn add_user_claims(claims: &mut serde_json::Value, user: &User, scope: &str) {
+    if contains(scope, "profile") {
+        claims["name"] = user.full_name.clone().into();
+        claims["preferred_username"] = user.username.clone().into();
+    }
+    if contains(scope, "email") {
+        claims["email"] = user.email.clone().into();
+        claims["email_verified"] = user.email_verified.into();
+    }
 }
 
 #[cfg(test)]

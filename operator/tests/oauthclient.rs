@@ -354,7 +354,9 @@ async fn deleted_secret_and_tampered_row_are_restored() {
     // Row tampered with: restored at the next resync (1 s here).
     let mut tampered = row.clone();
     tampered.scopes.push("admin".into());
-    tampered.grant_types.push("authorization_code".into());
+    tampered
+        .grant_types
+        .push(latchkey_store::protocol::GrantType::AuthorizationCode);
     tampered.secret_hash = Some(clients::secret_digest("attacker"));
     clients::upsert(&env.db, &tampered).await.expect("tamper");
     let restored = eventually("the row restored", || async {

@@ -27,7 +27,7 @@ async fn start_replica(
     data_dir: &std::path::Path,
     keys_dir: &std::path::Path,
     reload_interval: &str,
-) -> (String, tokio::sync::oneshot::Sender<()>) {
+) -> latchkey_testkit::Service {
     let keys_dir = keys_dir.display().to_string();
     env.start_service(
         data_dir,
@@ -110,7 +110,7 @@ struct Fleet {
     bases: Vec<String>,
     client_id: String,
     client_secret: String,
-    _stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    _replicas: Vec<latchkey_testkit::Service>,
     _root: tempfile::TempDir,
 }
 
@@ -162,15 +162,15 @@ spec:
             Duration::from_millis(*delay),
         ));
         let data_dir = root.path().join(format!("data-{i}"));
-        let (base, stop) = start_replica(env, &data_dir, &keys_dir, reload_interval).await;
-        bases.push(base);
-        stops.push(stop);
+        let replica = start_replica(env, &data_dir, &keys_dir, reload_interval).await;
+        bases.push(replica.base.clone());
+        stops.push(replica);
     }
     Fleet {
         bases,
         client_id: secret_value(&secret, "client_id").expect("client_id"),
         client_secret: secret_value(&secret, "client_secret").expect("client_secret"),
-        _stops: stops,
+        _replicas: stops,
         _root: root,
     }
 }

@@ -36,7 +36,8 @@ fn claims(token: &str) -> Value {
 async fn credentials_from_the_secret_get_tokens_from_the_service() {
     let env = Env::start(&[]).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let (base, _stop) = env.start_service(data.path(), &[]).await;
+    let service = env.start_service(data.path(), &[]).await;
+    let base = service.base.clone();
 
     let manifest = std::fs::read_to_string(example("oauthclient-service.yaml"))
         .expect("example")

@@ -1,7 +1,6 @@
 //! Assembling the service: state, router, middleware, and serving until shutdown.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use latchkey_domain::passwords::{Hasher, Policy};
 use latchkey_domain::tokens::Tokens;
 use latchkey_domain::{Core, CoreSettings, Error};
 use latchkey_store::Db;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -27,40 +25,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Config, RedisFailure, cpu_count};
+use crate::config::{Config, RedisFailure, Settings, cpu_count};
 use crate::drain::{self, Drain};
+use crate::state::{AppState, WebSettings};
 use crate::{middleware as mw, routes, telemetry};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Everything a handler needs: the domain's [`Core`] (reached through `Deref`, so a
-/// handler writes `state.db`, `state.tokens`) and what only HTTP reads. Cheap to clone:
-/// every field is a handle.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    pub core: Core,
-    pub web: Arc<WebSettings>,
-    pub metrics: PrometheusHandle,
-}
-
-impl Deref for AppState {
-    type Target = Core;
-
-    fn deref(&self) -> &Core {
-        &self.core
-    }
-}
-
-/// The configuration values only the HTTP layer reads, resolved once.
-#[derive(Debug)]
-pub struct WebSettings {
-    pub code_ttl: Duration,
-    pub session_ttl: Duration,
-    /// Whether the issuer is https:// (cookies get `Secure` and the `__Host-` prefix).
-    pub secure_cookies: bool,
-    pub jwks_max_age: Duration,
-    pub redis_configured: bool,
-}
 
 /// A built service: its router and the background work it owns.
 #[derive(Debug)]
@@ -81,7 +51,7 @@ impl Drop for App {
 impl App {
     /// Connects to the backends, applies migrations, loads keys: everything that can
     /// fail does so here, before the listener accepts anything.
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+    pub async fn build(config: &Settings) -> anyhow::Result<Self> {
         let metrics = telemetry::prometheus();
         if config.is_development() {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {

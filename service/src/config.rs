@@ -1,5 +1,6 @@
-//! Configuration: one clap struct, every field settable by flag or environment variable,
-//! validated at start-up with one clear message per bad value.
+//! Configuration: one clap struct ([`Config`]), every field settable by flag or
+//! environment variable, and the validated [`Settings`] made from it once, with one clear
+//! message per bad value. Only the CLI sees `Config`; everything it runs takes `Settings`.
 //!
 //! With nothing set, Latchkey runs the embedded default: SQLite and a generated signing
 //! key under `./latchkey-data`, in-process revocation list, listening on 127.0.0.1:8080.
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 /// Settings of `latchkey serve` (and, for the database, of `latchkey migrate`).
 #[derive(Args, Clone)]
@@ -374,7 +375,70 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{value:?} is too long a duration"))
 }
 
+/// The settings of `latchkey serve` as a command line alone: the one clap wrapper of
+/// [`Config`] (the `latchkey` binary flattens `Config` into its subcommands instead).
+#[derive(Parser)]
+#[command(name = "latchkey")]
+struct ServeFlags {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// A validated [`Config`]: what [`App::build`](crate::app::App::build) and `migrate`
+/// take. [`Settings::new`] (or [`Settings::from_args`]) is the only way to make one, so
+/// nothing runs on a configuration that was not checked. It reads as the `Config` it
+/// holds.
+#[derive(Clone, Debug)]
+pub struct Settings(Config);
+
+impl Settings {
+    /// Validates `config`: every problem, one message each.
+    pub fn new(config: Config) -> Result<Self, Vec<String>> {
+        config.validate()?;
+        Ok(Self(config))
+    }
+
+    /// Parses `args` (the program name first) as `latchkey serve` would, environment
+    /// variables included, and validates the result. For tools and tests.
+    pub fn from_args<I, T>(args: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let config = Config::try_parse_args(args).map_err(|e| e.to_string())?;
+        Self::new(config)
+            .map_err(|problems| format!("invalid configuration:\n  - {}", problems.join("\n  - ")))
+    }
+
+    /// The embedded default with its data (SQLite file, keys, outbox) in `data_dir`,
+    /// quiet logs, and `extra` flags: what tests start. Panics on an invalid result.
+    pub fn for_test(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let data_dir = data_dir.display().to_string();
+        let mut args = vec!["latchkey", "--data-dir", &data_dir, "--log", "warn"];
+        args.extend_from_slice(extra);
+        Self::from_args(args).unwrap_or_else(|e| panic!("test settings: {e}"))
+    }
+}
+
+impl std::ops::Deref for Settings {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
 impl Config {
+    /// Parses `args` (the program name first) as the flags of `latchkey serve`,
+    /// environment variables included; not validated (see [`Settings::new`]).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        ServeFlags::try_parse_from(args).map(|flags| flags.config)
+    }
+
     /// Everything wrong with this configuration, one message per bad value.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
@@ -504,7 +568,7 @@ impl Config {
                 problems.push(format!(
                     "RATE_LIMITING_ROUTES: {route} is never rate limited; remove it"
                 ));
-            } else if !crate::routes::TEMPLATES.contains(&route.as_str()) {
+            } else if !latchkey_domain::limits::ROUTES.contains(&route.as_str()) {
                 problems.push(format!(
                     "RATE_LIMITING_ROUTES: {route} is not a route of the service; use a route \
                      template exactly as listed in README (e.g. /auth/login, /oauth/token, \
@@ -592,18 +656,11 @@ pub fn cpu_count() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        config: Config,
-    }
 
     fn parse(args: &[&str]) -> Config {
         let mut argv = vec!["latchkey"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("parse").config
+        Config::try_parse_args(argv).expect("parse")
     }
 
     #[test]

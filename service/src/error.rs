@@ -1,4 +1,6 @@
-//! The one mapping from domain errors to HTTP answers.
+//! The one mapping from errors to HTTP answers: [`Error`] for the API and
+//! [`OAuthError`] for the OAuth endpoints (RFC 6749 §5.2, with its `WWW-Authenticate`
+//! and no-store headers), both from the same domain outcomes.
 //!
 //! Every error answers `{"error": ..., "error_description": ...}` (RFC 6749 §5.2 style).
 //! `into_response` has no side effects besides logging internal causes (once, through
@@ -8,8 +10,8 @@ use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_domain::Error as DomainError;
 use latchkey_domain::ephemeral::Decision;
+use latchkey_domain::{Error as DomainError, OAuthCode};
 use serde::Serialize;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -77,6 +79,26 @@ struct Body<'a> {
     failed_rules: Option<&'a [&'static str]>,
 }
 
+/// The status of an OAuth error: `invalid_client` answers 401, server faults 5xx, a
+/// refusal 429, the rest 400 (RFC 6749 §5.2).
+pub fn oauth_status(code: OAuthCode) -> StatusCode {
+    match code {
+        OAuthCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        OAuthCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        OAuthCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        OAuthCode::InvalidRequest
+        | OAuthCode::InvalidGrant
+        | OAuthCode::UnauthorizedClient
+        | OAuthCode::UnsupportedGrantType
+        | OAuthCode::UnsupportedResponseType
+        | OAuthCode::InvalidScope
+        | OAuthCode::AccessDenied
+        | OAuthCode::LoginRequired
+        | OAuthCode::ConsentRequired => StatusCode::BAD_REQUEST,
+    }
+}
+
 /// The status and `error` code of a domain error at the API (not the OAuth endpoints,
 /// which answer RFC 6749 §5.2 codes: [`crate::oauth::OAuthError`]).
 pub fn status_and_code(err: &DomainError) -> (StatusCode, &'static str) {
@@ -98,7 +120,7 @@ pub fn status_and_code(err: &DomainError) -> (StatusCode, &'static str) {
         }
         DomainError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
         DomainError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
-        DomainError::OAuth(e) => (crate::oauth::status_of(e.code), e.code),
+        DomainError::OAuth(e) => (oauth_status(e.code), e.code.as_str()),
         DomainError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         DomainError::ManagedElsewhere => (StatusCode::CONFLICT, "managed_by_operator"),
         DomainError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -183,4 +205,139 @@ impl IntoResponse for Error {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
+}
+
+// === RFC 6749 §5.2: the OAuth endpoints' answers ===
+
+/// An RFC 6749 §5.2 error response. `invalid_client` answers 401 with
+/// `WWW-Authenticate: Basic`; the rest 400, except server faults.
+#[derive(Debug)]
+pub struct OAuthError {
+    pub code: OAuthCode,
+    pub description: String,
+    status: StatusCode,
+    /// Further headers: `Retry-After` of a lockout, `RateLimit-*` of a refusal.
+    /// Boxed: this error travels in every `Result` of the token endpoint.
+    headers: Option<Box<HeaderMap>>,
+}
+
+impl OAuthError {
+    pub fn new(code: OAuthCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            status: oauth_status(code),
+            headers: None,
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(OAuthCode::InvalidRequest, description)
+    }
+
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(OAuthCode::InvalidClient, description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(OAuthCode::InvalidGrant, description)
+    }
+
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(OAuthCode::UnauthorizedClient, description)
+    }
+}
+
+impl From<latchkey_domain::OAuthError> for OAuthError {
+    fn from(err: latchkey_domain::OAuthError) -> Self {
+        Self::new(err.code, err.description)
+    }
+}
+
+/// Domain outcomes become the matching OAuth error; internals stay generic.
+impl From<DomainError> for OAuthError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::OAuth(err) => err.into(),
+            DomainError::BadRequest(d) => Self::invalid_request(d),
+            DomainError::Validation { message, .. } => Self::invalid_request(message),
+            DomainError::UnsupportedMediaType(d) => Self::invalid_request(d),
+            DomainError::PayloadTooLarge => Self::invalid_request("request body too large"),
+            DomainError::InvalidCredentials => Self::invalid_grant("invalid username or password"),
+            DomainError::LockedOut { retry_after } => {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                Self {
+                    headers: Some(Box::new(headers)),
+                    ..Self::invalid_grant("invalid username or password")
+                }
+            }
+            DomainError::RateLimited(decision) => {
+                let mut headers = HeaderMap::new();
+                write_rate_headers(&decision, &mut headers);
+                Self {
+                    headers: Some(Box::new(headers)),
+                    ..Self::new(
+                        OAuthCode::RateLimited,
+                        DomainError::RateLimited(decision).to_string(),
+                    )
+                }
+            }
+            DomainError::AccountDisabled => Self::invalid_grant("the account is disabled"),
+            DomainError::EmailNotVerified => {
+                Self::invalid_grant("the account's email address is not verified yet")
+            }
+            DomainError::InvalidGrant(d) => Self::invalid_grant(d),
+            DomainError::AccountInactive => Self::invalid_grant("the user is no longer active"),
+            DomainError::Unavailable(d) => Self::new(OAuthCode::TemporarilyUnavailable, d),
+            other => {
+                // The cause goes to the log; the client sees only "server_error".
+                latchkey_domain::log_failure(&other);
+                Self::new(OAuthCode::ServerError, "internal error")
+            }
+        }
+    }
+}
+
+impl From<latchkey_store::Error> for OAuthError {
+    fn from(err: latchkey_store::Error) -> Self {
+        DomainError::from(err).into()
+    }
+}
+
+#[derive(Serialize)]
+struct OAuthBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(OAuthBody {
+                error: self.code.as_str(),
+                error_description: &self.description,
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(extra) = self.headers {
+            headers.extend(*extra);
+        }
+        no_store(headers);
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="latchkey", charset="UTF-8""#),
+            );
+        }
+        response
+    }
+}
+
+/// RFC 6749 §5.1: token responses must not be cached.
+pub fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }

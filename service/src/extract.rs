@@ -7,8 +7,8 @@ use axum::http::request::Parts;
 use latchkey_domain::tokens::AccessClaims;
 use latchkey_store::users::{self, User};
 
-use crate::app::AppState;
 use crate::error::Error;
+use crate::state::AppState;
 
 impl Bearer {
     /// The active user the token was issued for. A valid token whose user is gone or

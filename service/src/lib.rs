@@ -4,25 +4,30 @@
 //! answers.
 //!
 //! # Layout
-//! - [`config`]: every setting (flag or environment variable) and its validation.
-//! - [`audit`]: `latchkey audit`, the rules that flag weak settings in a configuration
-//!   and in a running instance.
-//! - [`app`]: state, router and its layers; [`App::build`](app::App::build) connects to
+//! - [`config`]: every setting (flag or environment variable), and
+//!   [`Settings`](config::Settings), the validated configuration everything else takes.
+//! - [`audit`]: `latchkey audit`: the configuration rules, the probes and rules of a
+//!   running instance, and the report, one module each.
+//! - [`app`]: the router and its layers; [`App::build`](app::App::build) connects to
 //!   everything and [`App::serve`](app::App::serve) runs until shutdown.
+//! - [`state`]: [`AppState`](state::AppState), what every handler reads.
 //! - [`middleware`]: per-IP rate limits (and which address counts) and request metrics.
 //! - [`extract`]: extractors whose rejections speak our error format (JSON, bearer).
-//! - [`error`]: the one mapping from domain errors to API answers.
+//! - [`error`]: the one mapping from errors to answers: the API's, and the OAuth
+//!   endpoints' RFC 6749 §5.2 answers.
 //! - [`routes`]: one module per area (`auth`, `email`, `users`, `admin`, `wellknown`,
 //!   `meta`).
-//! - [`oauth`]: the OAuth 2.0 endpoints (token, authorize, introspect, revoke) and their
-//!   RFC 6749 §5.2 answers.
-//! - [`oidc`]: OpenID Connect discovery, `/userinfo` and the user claims.
+//! - [`oauth`]: the OAuth 2.0 endpoints (token, authorize, introspect, revoke).
+//! - [`oidc`]: OpenID Connect discovery and `/userinfo` (the claims a scope releases are
+//!   the domain's).
 //! - [`pages`]: the HTML pages (sign-in, consent, link answers) and their escaping.
 //! - [`drain`]: the shutdown drain (`/ready` 503 and `Connection: close` after SIGTERM).
 //! - [`telemetry`]: JSON logs and Prometheus metrics.
 //!
-//! Dependency direction: `main` (CLI) → `app` → `routes`, `oauth`, `oidc` → `pages`,
-//! `extract`, `error` → `latchkey_domain` → `latchkey_store`.
+//! Dependency direction: `main` (CLI) → `app` → `routes` → `oauth`, `oidc` → `pages`,
+//! `extract`, `middleware` → `error`, `state` → `latchkey_domain` → `latchkey_store`;
+//! `audit` and `telemetry` use only `config`. No module cycle
+//! (`tests/scripts/modgraph.py service`).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -36,4 +41,5 @@ pub mod oauth;
 pub mod oidc;
 pub mod pages;
 pub mod routes;
+pub mod state;
 pub mod telemetry;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use latchkey::app::App;
-use latchkey::config::Config;
+use latchkey::config::{Config, Settings};
 use latchkey::telemetry;
 use latchkey_store::Db;
 use latchkey_store::keydir::{self, KeyFile};
@@ -164,18 +164,14 @@ struct ClientFlags {
     audience: Option<String>,
 }
 
-/// `latchkey` with no subcommand behaves as `latchkey serve`, configured from the
-/// environment alone.
-#[derive(Parser)]
-struct ServeDefaults {
-    #[command(flatten)]
-    config: Config,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => run_async(serve(ServeDefaults::parse_from(["latchkey"]).config)),
+        // No subcommand is `latchkey serve`, configured from the environment alone.
+        None => match Config::try_parse_args(["latchkey"]) {
+            Ok(config) => run_async(serve(config)),
+            Err(e) => e.exit(),
+        },
         Some(Command::Serve { config }) => run_async(serve(*config)),
         Some(Command::Migrate { config }) => run_async(migrate(*config)),
         Some(Command::Client { db, command }) => run_async(client_command(db, command)),
@@ -205,14 +201,14 @@ fn run_async(fut: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()
         .block_on(fut)
 }
 
-fn validated(config: &Config) -> anyhow::Result<()> {
-    config.validate().map_err(|problems| {
+fn validated(config: Config) -> anyhow::Result<Settings> {
+    Settings::new(config).map_err(|problems| {
         anyhow::anyhow!("invalid configuration:\n  - {}", problems.join("\n  - "))
     })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    validated(&config)?;
+    let config = validated(config)?;
     telemetry::init_logging(config.log_format, &config.log)?;
     let app = App::build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -222,7 +218,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    validated(&config)?;
+    let config = validated(config)?;
     if config.is_development() {
         std::fs::create_dir_all(&config.data_dir)?;
     }
@@ -252,7 +248,7 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
                     println!("client_secret: {secret}    (shown once; store it now)");
                 }
                 println!("public:        {}", view.public);
-                println!("grant_types:   {}", view.grant_types.join(" "));
+                println!("grant_types:   {}", join(&view.grant_types, " "));
                 println!("redirect_uris: {}", view.redirect_uris.join(" "));
                 println!("scopes:        {}", view.scopes.join(" "));
                 println!("auth_method:   {}", view.token_endpoint_auth_method);
@@ -295,7 +291,7 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
                             "{}\t{}\t{}\t{}",
                             v.client_id,
                             if v.public { "public" } else { "confidential" },
-                            v.grant_types.join(","),
+                            join(&v.grant_types, ","),
                             v.managed_by
                         );
                     }
@@ -373,4 +369,13 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// `authorization_code refresh_token`: the wire names, joined.
+fn join(grants: &[latchkey_store::protocol::GrantType], separator: &str) -> String {
+    grants
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(separator)
 }

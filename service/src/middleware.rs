@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use latchkey_domain::limits::{self, Limits};
 use latchkey_store::now_ms;
 
-use crate::app::AppState;
 use crate::error::{Error, write_rate_headers};
+use crate::state::AppState;
 
 /// Which address a request counts against: the HTTP half of the domain's [`Limits`].
 pub trait ClientIp {

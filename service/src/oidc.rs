@@ -8,11 +8,11 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use latchkey_domain::{Error, scopes};
-use latchkey_store::users::User;
+use latchkey_store::protocol::{AuthMethod, GrantType};
 
-use crate::app::AppState;
 use crate::error::Result;
 use crate::extract::Bearer;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/userinfo", get(userinfo).post(userinfo))
@@ -32,8 +32,8 @@ pub fn metadata(issuer: &str) -> Value {
         "scopes_supported": ["openid", "profile", "email", scopes::ADMIN],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "password"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
+        "token_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
@@ -47,18 +47,6 @@ pub fn metadata(issuer: &str) -> Value {
     })
 }
 
-/// Adds the claims `scope` releases about `user` (OpenID Connect Core §5.4).
-pub fn add_user_claims(claims: &mut Value, user: &User, scope: &str) {
-    if scopes::contains(scope, "profile") {
-        claims["name"] = user.full_name.clone().into();
-        claims["preferred_username"] = user.username.clone().into();
-    }
-    if scopes::contains(scope, "email") {
-        claims["email"] = user.email.clone().into();
-        claims["email_verified"] = user.email_verified.into();
-    }
-}
-
 /// OpenID Connect Core §5.3: needs an access token with the `openid` scope.
 async fn userinfo(State(state): State<AppState>, bearer: Bearer) -> Result<Response> {
     let claims = &bearer.0;
@@ -67,8 +55,8 @@ async fn userinfo(State(state): State<AppState>, bearer: Bearer) -> Result<Respo
     }
     let user = bearer.user(&state).await?;
     let mut body = json!({ "sub": user.id });
-    add_user_claims(&mut body, &user, &claims.scope);
+    scopes::add_user_claims(&mut body, &user, &claims.scope);
     let mut response = Json(body).into_response();
-    crate::oauth::no_store(response.headers_mut());
+    crate::error::no_store(response.headers_mut());
     Ok(response)
 }

@@ -14,6 +14,7 @@ use sqlx::any::AnyRow;
 use subtle::ConstantTimeEq;
 
 use crate::db::is_unique_violation;
+use crate::protocol::{AuthMethod, GrantType};
 use crate::{Db, Error, Result};
 
 /// Who may change a client row.
@@ -53,11 +54,10 @@ pub struct ClientRecord {
     /// Unix ms after which `previous_secret_hash` no longer authenticates.
     pub previous_secret_expires_at: Option<i64>,
     pub public: bool,
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
-    /// `client_secret_basic`, `client_secret_post` or `none`.
-    pub token_endpoint_auth_method: String,
+    pub token_endpoint_auth_method: AuthMethod,
     /// Skips the consent page.
     pub first_party: bool,
     /// Seconds; `None` uses the service default.
@@ -141,8 +141,8 @@ impl ClientRecord {
         current | (previous & previous_live)
     }
 
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grant_types.iter().any(|g| g == grant)
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
     }
 }
 
@@ -167,10 +167,17 @@ fn from_row(row: &AnyRow) -> Result<ClientRecord> {
         previous_secret_hash: row.try_get("previous_secret_hash")?,
         previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
         public: get_bool(row, "public")?,
-        grant_types: split(&grant_types),
+        grant_types: split(&grant_types)
+            .iter()
+            .map(|g| GrantType::parse(g).ok_or_else(|| Error::Corrupt(format!("grant type {g:?}"))))
+            .collect::<Result<_>>()?,
         redirect_uris: split(&redirect_uris),
         scopes: split(&scopes),
-        token_endpoint_auth_method: row.try_get("token_endpoint_auth_method")?,
+        token_endpoint_auth_method: {
+            let method: String = row.try_get("token_endpoint_auth_method")?;
+            AuthMethod::parse(&method)
+                .ok_or_else(|| Error::Corrupt(format!("token_endpoint_auth_method {method:?}")))?
+        },
         first_party: get_bool(row, "first_party")?,
         access_token_ttl: row.try_get("access_token_ttl")?,
         refresh_token_ttl: row.try_get("refresh_token_ttl")?,
@@ -265,10 +272,16 @@ fn bind_all<'q>(
         .bind(&c.previous_secret_hash)
         .bind(c.previous_secret_expires_at)
         .bind(c.public)
-        .bind(c.grant_types.join(" "))
+        .bind(
+            c.grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
         .bind(c.redirect_uris.join(" "))
         .bind(c.scopes.join(" "))
-        .bind(&c.token_endpoint_auth_method)
+        .bind(c.token_endpoint_auth_method.as_str())
         .bind(c.first_party)
         .bind(c.access_token_ttl)
         .bind(c.refresh_token_ttl)
@@ -300,10 +313,10 @@ mod tests {
             previous_secret_hash: None,
             previous_secret_expires_at: None,
             public: false,
-            grant_types: vec!["client_credentials".into()],
+            grant_types: vec![GrantType::ClientCredentials],
             redirect_uris: vec![],
             scopes: vec![],
-            token_endpoint_auth_method: "client_secret_basic".into(),
+            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             first_party: false,
             access_token_ttl: None,
             refresh_token_ttl: None,

@@ -10,6 +10,8 @@
 //! - [`browser_sessions`]: sign-ins to the authorization endpoint's login page.
 //! - [`email_tokens`]: single-use emailed tokens (activation, password reset).
 //! - [`clients`]: OAuth 2.0 client records and their secret digests.
+//! - [`protocol`]: the protocol values every crate names: [`GrantType`](protocol::GrantType),
+//!   [`AuthMethod`](protocol::AuthMethod).
 //! - [`keys`]: RS256 key pairs: generation, PEM (PKCS#8), the public JWK and its RFC 7638
 //!   thumbprint, which is the `kid`.
 //! - [`keydir`]: a directory of private keys in the layout of a mounted Kubernetes Secret
@@ -29,6 +31,7 @@ pub mod db;
 pub mod email_tokens;
 pub mod keydir;
 pub mod keys;
+pub mod protocol;
 pub mod refresh_tokens;
 pub mod signing_keys;
 pub mod users;

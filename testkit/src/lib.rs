@@ -11,6 +11,7 @@
 //! - [`certs`]: the CA, serving and client certificates and the service-account key the
 //!   control plane needs, generated with rcgen.
 //! - [`postgres`]: a fresh database per test on the PostgreSQL server `./test.sh` starts.
+//! - [`service`]: the Latchkey service in-process, built from validated settings.
 //! - [`process`]: a child process whose output goes to a log file and which dies with its
 //!   owner.
 //!
@@ -24,9 +25,11 @@ pub mod cluster;
 pub mod controlplane;
 pub mod postgres;
 pub mod process;
+pub mod service;
 
 pub use cluster::Cluster;
 pub use controlplane::{ControlPlane, KubectlOutput, free_ports};
+pub use service::Service;
 
 use std::path::PathBuf;
 

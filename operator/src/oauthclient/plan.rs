@@ -366,14 +366,10 @@ pub fn desired_row(
         previous_secret_hash: secret.previous.as_ref().map(|p| p.digest.clone()),
         previous_secret_expires_at: secret.previous.as_ref().map(|p| p.expires_at),
         public: spec.public,
-        grant_types: spec
-            .grant_types
-            .iter()
-            .map(|g| g.as_str().to_owned())
-            .collect(),
+        grant_types: spec.grant_types.iter().map(|g| (*g).into()).collect(),
         redirect_uris: spec.redirect_uris.clone(),
         scopes: spec.scopes.clone(),
-        token_endpoint_auth_method: validated.auth_method.as_str().to_owned(),
+        token_endpoint_auth_method: validated.auth_method.into(),
         first_party: spec.first_party,
         access_token_ttl: validated.access_token_ttl,
         refresh_token_ttl: validated.refresh_token_ttl,

@@ -241,49 +241,19 @@ impl Env {
     }
 
     /// Starts the Latchkey service in-process on this test's database, with data in
-    /// `data_dir` and `extra` flags; returns its base URL and the sender that stops it.
+    /// `data_dir` and `extra` flags (validated, as the binary validates them); it stops
+    /// when the returned handle is dropped.
     pub async fn start_service(
         &self,
         data_dir: &Path,
         extra: &[&str],
-    ) -> (String, tokio::sync::oneshot::Sender<()>) {
-        #[derive(clap::Parser)]
-        struct Args {
-            #[command(flatten)]
-            config: latchkey::config::Config,
-        }
-        let data_dir = data_dir.display().to_string();
-        let mut args = vec![
-            "latchkey",
-            "--issuer",
-            ISSUER,
-            "--database-url",
-            &self.database_url,
-            "--data-dir",
-            &data_dir,
-            "--log",
-            "warn",
-        ];
+    ) -> latchkey_testkit::Service {
+        let mut args = vec!["--issuer", ISSUER, "--database-url", &self.database_url];
         args.extend_from_slice(extra);
-        let config = <Args as clap::Parser>::try_parse_from(args)
-            .expect("config")
-            .config;
-        let app = latchkey::app::App::build(&config)
+        let settings = latchkey::config::Settings::for_test(data_dir, &args);
+        latchkey_testkit::Service::start(&settings, None)
             .await
-            .expect("service starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = app
-                .serve(listener, async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        (base, tx)
+            .expect("service starts")
     }
 
     pub async fn metrics(&self) -> String {

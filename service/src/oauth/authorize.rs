@@ -13,15 +13,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use latchkey_domain::tokens::{digest, random_token};
-use latchkey_domain::{Error, login, scopes};
+use latchkey_domain::{Error, OAuthCode, login, scopes};
 use latchkey_store::clients::{self, ClientRecord};
 use latchkey_store::codes::{self, NewCode};
+use latchkey_store::protocol::GrantType;
 use latchkey_store::{browser_sessions, now_ms};
 use subtle::ConstantTimeEq;
 
 use super::form::Params;
-use crate::app::AppState;
 use crate::pages::{self, error_page};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/authorize", get(authorize_get).post(authorize_post))
@@ -61,13 +62,13 @@ enum Refusal {
     Redirect {
         redirect_uri: String,
         state: Option<String>,
-        error: &'static str,
+        error: OAuthCode,
         description: String,
     },
 }
 
 impl Refusal {
-    fn redirect(request: &Request, error: &'static str, description: impl Into<String>) -> Self {
+    fn redirect(request: &Request, error: OAuthCode, description: impl Into<String>) -> Self {
         Self::Redirect {
             redirect_uri: request.redirect_uri.clone(),
             state: request.state.clone(),
@@ -126,40 +127,40 @@ async fn validate(app: &AppState, params: &Params) -> Result<Request, Refusal> {
         Some(_) => {
             return Err(Refusal::redirect(
                 &request,
-                "unsupported_response_type",
+                OAuthCode::UnsupportedResponseType,
                 "only response_type=code is supported",
             ));
         }
         None => {
             return Err(Refusal::redirect(
                 &request,
-                "invalid_request",
+                OAuthCode::InvalidRequest,
                 "response_type is required",
             ));
         }
     }
-    if !request.client.allows_grant("authorization_code") {
+    if !request.client.allows_grant(GrantType::AuthorizationCode) {
         return Err(Refusal::redirect(
             &request,
-            "unauthorized_client",
+            OAuthCode::UnauthorizedClient,
             "this client may not use the authorization code grant",
         ));
     }
     request.scope = scopes::resolve(params.get("scope"), &request.client.scopes)
-        .map_err(|e| Refusal::redirect(&request, "invalid_scope", e.description))?;
+        .map_err(|e| Refusal::redirect(&request, OAuthCode::InvalidScope, e.description))?;
     match (params.get("code_challenge_method"), &request.code_challenge) {
         (Some("S256"), Some(_)) | (None, Some(_)) | (None, None) => {}
         (Some("S256"), None) => {
             return Err(Refusal::redirect(
                 &request,
-                "invalid_request",
+                OAuthCode::InvalidRequest,
                 "code_challenge is required",
             ));
         }
         (Some(_), _) => {
             return Err(Refusal::redirect(
                 &request,
-                "invalid_request",
+                OAuthCode::InvalidRequest,
                 "only the S256 code_challenge_method is supported",
             ));
         }
@@ -172,14 +173,14 @@ async fn validate(app: &AppState, params: &Params) -> Result<Request, Refusal> {
         if !valid {
             return Err(Refusal::redirect(
                 &request,
-                "invalid_request",
+                OAuthCode::InvalidRequest,
                 "code_challenge must be a base64url SHA-256 (43 characters)",
             ));
         }
     } else if request.client.public {
         return Err(Refusal::redirect(
             &request,
-            "invalid_request",
+            OAuthCode::InvalidRequest,
             "public clients must use PKCE (code_challenge)",
         ));
     }
@@ -218,7 +219,11 @@ async fn proceed(
         if request.prompt.as_deref() == Some("none") {
             return refuse(
                 app,
-                Refusal::redirect(request, "login_required", "the user is not signed in"),
+                Refusal::redirect(
+                    request,
+                    OAuthCode::LoginRequired,
+                    "the user is not signed in",
+                ),
             );
         }
         return login_page(app, headers, request, None, StatusCode::OK);
@@ -231,7 +236,7 @@ async fn proceed(
             app,
             Refusal::redirect(
                 request,
-                "consent_required",
+                OAuthCode::ConsentRequired,
                 "the user has not approved this application",
             ),
         );
@@ -330,7 +335,11 @@ async fn authorize_post(
         },
         Some("deny") => refuse(
             &app,
-            Refusal::redirect(&request, "access_denied", "the user denied the request"),
+            Refusal::redirect(
+                &request,
+                OAuthCode::AccessDenied,
+                "the user denied the request",
+            ),
         ),
         _ => error_page(StatusCode::BAD_REQUEST, "Unknown action."),
     }
@@ -383,7 +392,7 @@ fn refuse(app: &AppState, refusal: Refusal) -> Response {
             description,
         } => {
             let mut query = form_urlencoded::Serializer::new(String::new());
-            query.append_pair("error", error);
+            query.append_pair("error", error.as_str());
             query.append_pair("error_description", &description);
             if let Some(state) = &state {
                 query.append_pair("state", state);

@@ -10,7 +10,7 @@ use latchkey_store::now_ms;
 
 use super::OAuthError;
 use super::form::Params;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Identifies and authenticates the calling client.
 pub async fn authenticate(

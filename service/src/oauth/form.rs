@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header;
 
 use super::OAuthError;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The parameters of a form body (or of a query string).
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@ use latchkey_domain::tokens::digest;
 use latchkey_store::users;
 
 use super::{OAuthError, client_auth, no_store};
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -73,7 +73,10 @@ async fn describe_access(state: &AppState, token: &str) -> Result<Option<Value>,
     let claims = match state.tokens.verify_any_audience(token).await {
         Ok(claims) => claims,
         Err(latchkey_domain::Error::Unavailable(d)) => {
-            return Err(OAuthError::new("temporarily_unavailable", d));
+            return Err(OAuthError::new(
+                latchkey_domain::OAuthCode::TemporarilyUnavailable,
+                d,
+            ));
         }
         Err(_) => return Ok(None),
     };

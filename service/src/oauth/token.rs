@@ -16,13 +16,14 @@ use latchkey_domain::{limits, login, scopes};
 use latchkey_store::clients::ClientRecord;
 use latchkey_store::codes::{self, Redemption};
 use latchkey_store::now_ms;
+use latchkey_store::protocol::GrantType;
 use latchkey_store::users::{self, User};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::form::Params;
 use super::{OAuthError, client_auth, no_store};
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/token", post(token))
@@ -68,45 +69,33 @@ async fn token(
     headers: HeaderMap,
     params: Params,
 ) -> Result<TokenBody, OAuthError> {
-    let grant_type = params.require("grant_type")?.to_owned();
-    if !matches!(
-        grant_type.as_str(),
-        "authorization_code" | "client_credentials" | "refresh_token" | "password"
-    ) {
+    let name = params.require("grant_type")?;
+    let Some(grant_type) = GrantType::parse(name) else {
         return Err(OAuthError::new(
-            "unsupported_grant_type",
-            format!("grant_type {grant_type} is not supported"),
+            latchkey_domain::OAuthCode::UnsupportedGrantType,
+            format!("grant_type {name} is not supported"),
         ));
-    }
+    };
     let client = client_auth::authenticate(&state, &headers, &params).await?;
     limits::check_client(&state, &client.client_id).await?;
-    if !client.allows_grant(&grant_type) {
+    if !client.allows_grant(grant_type) {
         return Err(OAuthError::unauthorized_client(format!(
             "this client may not use the {grant_type} grant"
         )));
     }
-    let result = match grant_type.as_str() {
-        "authorization_code" => authorization_code(&state, &client, &params).await,
-        "client_credentials" => client_credentials(&state, &client, &params).await,
-        "refresh_token" => refresh_token(&state, &client, &params).await,
-        _ => password(&state, &client, &params).await,
+    let result = match grant_type {
+        GrantType::AuthorizationCode => authorization_code(&state, &client, &params).await,
+        GrantType::ClientCredentials => client_credentials(&state, &client, &params).await,
+        GrantType::RefreshToken => refresh_token(&state, &client, &params).await,
+        GrantType::Password => password(&state, &client, &params).await,
     };
     metrics::counter!(
         "latchkey_token_requests_total",
-        "grant_type" => grant_label(&grant_type),
+        "grant_type" => grant_type.as_str(),
         "result" => if result.is_ok() { "success" } else { "error" }
     )
     .increment(1);
     result
-}
-
-fn grant_label(grant: &str) -> &'static str {
-    match grant {
-        "authorization_code" => "authorization_code",
-        "client_credentials" => "client_credentials",
-        "refresh_token" => "refresh_token",
-        _ => "password",
-    }
 }
 
 fn seconds(value: Option<i64>) -> Option<Duration> {
@@ -184,7 +173,7 @@ async fn issue_for_user(
             ttl: seconds(client.access_token_ttl),
         })
         .await?;
-    let refresh_token = if client.allows_grant("refresh_token") {
+    let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
         let session = NewSession {
             user_id: &user.id,
             client_id: &client.client_id,
@@ -240,7 +229,7 @@ async fn id_token(
     if let Some(nonce) = context.nonce {
         claims["nonce"] = nonce.into();
     }
-    crate::oidc::add_user_claims(&mut claims, user, scope);
+    scopes::add_user_claims(&mut claims, user, scope);
     Ok(state.tokens.sign("JWT", &claims).await?)
 }
 

@@ -12,9 +12,9 @@ use latchkey_store::now_ms;
 use latchkey_domain::clients::{self as client_admin, ClientInput, ClientView};
 use latchkey_domain::{Error, scopes};
 
-use crate::app::AppState;
 use crate::error::Result;
 use crate::extract::{ApiJson, Bearer};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -104,8 +104,7 @@ async fn update(
     {
         return Err(invalid(vec!["client_id and public cannot change".into()]).into());
     }
-    client_admin::apply(&mut record, input);
-    client_admin::validate(&record).map_err(invalid)?;
+    client_admin::apply(&mut record, input).map_err(invalid)?;
     record.updated_at = now_ms();
     clients::upsert(&state.db, &record).await?;
     Ok(Json(ClientView::new(&record, None)))

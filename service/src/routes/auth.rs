@@ -12,11 +12,11 @@ use latchkey_store::now_ms;
 use latchkey_store::users::{self, User};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::error::Result;
 use crate::extract::{ApiJson, Bearer};
 use crate::oauth::token::TokenBody;
 use crate::routes::users::Profile;
+use crate::state::AppState;
 
 /// The `client_id` of tokens issued by `/auth/login` and `/auth/refresh`: Latchkey's own
 /// first-party API rather than a registered OAuth client.

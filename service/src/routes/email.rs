@@ -18,10 +18,10 @@ use latchkey_domain::email_tokens::{self, Purpose};
 use latchkey_domain::{Error, accounts, limits, passwords};
 use latchkey_store::users;
 
-use crate::app::AppState;
 use crate::error::Result;
 use crate::extract::{ApiJson, Bearer};
 use crate::pages;
+use crate::state::AppState;
 
 /// Longest token accepted from a link (ours are 43 characters).
 const MAX_TOKEN_LEN: usize = 128;

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use latchkey_store::users::User;
 
-use crate::app::AppState;
 use crate::error::Result;
 use crate::extract::Bearer;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/users/me", get(me))

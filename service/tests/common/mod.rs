@@ -9,9 +9,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
-use latchkey::app::App;
-use latchkey::config::Config;
+use latchkey::config::Settings;
 use latchkey_store::Db;
 use latchkey_store::clients::ClientRecord;
 use serde_json::{Value, json};
@@ -45,12 +43,6 @@ macro_rules! both_backends {
     };
 }
 
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    config: Config,
-}
-
 pub const ISSUER: &str = "http://latchkey.test";
 
 /// A running service and what a test needs to poke at it.
@@ -66,20 +58,9 @@ pub struct TestServer {
     pub redis: Option<(String, String)>,
     /// A second handle on the service's database, for asserting what was stored.
     pub db: Db,
+    /// Declared before `_dir`: the service stops before its directory goes.
+    service: latchkey_testkit::Service,
     _dir: tempfile::TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
 }
 
 fn random_suffix() -> String {
@@ -88,21 +69,9 @@ fn random_suffix() -> String {
 
 /// A fresh PostgreSQL database on the test server; returns its URL.
 pub async fn fresh_postgres_database() -> String {
-    let admin_url = std::env::var("LATCHKEY_TEST_DATABASE_URL").expect(
-        "LATCHKEY_TEST_DATABASE_URL is not set: run ./test.sh, which starts PostgreSQL and Redis",
-    );
-    let admin = Db::connect(&admin_url, 1)
+    latchkey_testkit::postgres::fresh_database()
         .await
-        .expect("connect to the test PostgreSQL");
-    let name = format!("latchkey_test_{}", random_suffix());
-    // The name is ours: a fixed prefix and hex digits.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(admin.pool())
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
-    format!("{base}/{name}")
+        .expect("a fresh PostgreSQL database")
 }
 
 pub fn redis_url() -> String {
@@ -217,32 +186,14 @@ impl TestServer {
             std::fs::create_dir_all(&data_dir).expect("data dir");
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let config = Args::try_parse_from(&args).expect("test config").config;
-        config.validate().expect("valid test config");
-        let keys_dir = config.keys_dir();
-
-        let app = App::build(&config).await.expect("service starts");
-        let listener = match listener {
-            Some(l) => {
-                l.set_nonblocking(true).expect("nonblocking");
-                tokio::net::TcpListener::from_std(l).expect("listener")
-            }
-            None => tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind"),
-        };
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = app
-                .serve(listener, async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let settings = Settings::from_args(&args).unwrap_or_else(|e| panic!("test settings: {e}"));
+        let keys_dir = settings.keys_dir();
+        let service = latchkey_testkit::Service::start(&settings, listener)
+            .await
+            .expect("service starts");
         let db = Db::connect(&database_url, 2).await.expect("test db handle");
         Self {
-            base: format!("http://{addr}"),
+            base: service.base.clone(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -253,19 +204,15 @@ impl TestServer {
             database_url,
             redis,
             db,
+            service,
             _dir: dir,
-            shutdown: Some(tx),
-            task: Some(task),
         }
     }
 
     /// Sends the shutdown signal (what SIGTERM does in the binary) and returns the serving
     /// task, which ends once the drain and the requests in flight are done.
     pub fn signal_shutdown(&mut self) -> tokio::task::JoinHandle<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.take().expect("the server is running")
+        self.service.shutdown().expect("the server is running")
     }
 
     pub fn url(&self, path: &str) -> String {

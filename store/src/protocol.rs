@@ -1,0 +1,124 @@
+//! The OAuth 2.0 protocol values every part of Latchkey names: grant types (RFC 6749)
+//! and token endpoint authentication methods (RFC 7591 §2). One spelling each, used by
+//! the client records, the service, the operator and the CRDs (which convert their own
+//! schema types into these).
+
+use serde::{Deserialize, Serialize};
+
+/// An OAuth 2.0 grant type a client may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    ClientCredentials,
+    RefreshToken,
+    /// The resource owner password credentials grant (RFC 6749 §4.3), for first-party
+    /// clients only; RFC 9700 advises against it and the `OAuthClient` CRD cannot ask
+    /// for it.
+    Password,
+}
+
+impl GrantType {
+    /// Every grant the service supports, in the order discovery lists them.
+    pub const ALL: [GrantType; 4] = [
+        Self::AuthorizationCode,
+        Self::ClientCredentials,
+        Self::RefreshToken,
+        Self::Password,
+    ];
+
+    /// The wire name, as in a token request's `grant_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+            Self::RefreshToken => "refresh_token",
+            Self::Password => "password",
+        }
+    }
+
+    /// The grant named `s` on the wire; `None` for any other name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for GrantType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the wire name (`grant == "client_credentials"`).
+impl PartialEq<&str> for GrantType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with client_id and client_secret.
+    ClientSecretBasic,
+    /// client_id and client_secret in the form body.
+    ClientSecretPost,
+    /// No client authentication: a public client.
+    None,
+}
+
+impl AuthMethod {
+    pub const ALL: [AuthMethod; 3] = [Self::ClientSecretBasic, Self::ClientSecretPost, Self::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+
+    /// The method named `s` on the wire; `None` for any other name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the wire name (`method == "none"`).
+impl PartialEq<&str> for AuthMethod {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_round_trip() {
+        for grant in GrantType::ALL {
+            assert_eq!(GrantType::parse(grant.as_str()), Some(grant));
+            assert_eq!(
+                serde_json::to_value(grant).expect("json"),
+                serde_json::json!(grant.as_str())
+            );
+        }
+        for method in AuthMethod::ALL {
+            assert_eq!(AuthMethod::parse(method.as_str()), Some(method));
+            assert_eq!(
+                serde_json::to_value(method).expect("json"),
+                serde_json::json!(method.as_str())
+            );
+        }
+        assert_eq!(GrantType::parse("implicit"), None);
+        assert_eq!(AuthMethod::parse("private_key_jwt"), None);
+    }
+}
