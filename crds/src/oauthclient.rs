@@ -63,13 +63,13 @@ pub struct OAuthClientSpec {
     /// Where the authorization server may send the user back after authorization_code
     /// sign-in. Compared exactly. Each must be an https:// URI, or an http:// URI on a
     /// loopback address (127.0.0.1, [::1] or localhost; RFC 8252 section 7.3), and must not
-    /// contain a fragment.
+    /// contain a fragment or user information (user@host).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 2048)))]
     #[x_kube(
         merge_strategy = ListMerge::Set,
-        validation = Rule::new("self.all(u, u.matches('^https://[^/?#]+([/?][^#]*)?$') || u.matches('^http://(127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\]|localhost)(:[0-9]{1,5})?([/?][^#]*)?$'))")
-            .message("redirect URIs must be https:// URIs or http:// URIs on a loopback address (127.0.0.1, [::1], localhost), without a fragment"),
+        validation = Rule::new("self.all(u, u.matches('^https://[^/?#@]+([/?][^#]*)?$') || u.matches('^http://(127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\]|localhost)(:[0-9]{1,5})?([/?][^#]*)?$'))")
+            .message("redirect URIs must be https:// URIs or http:// URIs on a loopback address (127.0.0.1, [::1], localhost), without a fragment or user information"),
     )]
     pub redirect_uris: Vec<String>,
 

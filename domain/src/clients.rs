@@ -194,24 +194,30 @@ fn known<const N: usize>(names: [&str; N]) -> String {
 }
 
 /// Whether `uri` is an acceptable redirect URI: absolute `https://`, or `http://` on a
-/// loopback host (RFC 8252 §7.3), without a fragment.
+/// loopback host (RFC 8252 §7.3), without a fragment or user information. Judged on the
+/// parsed URI (RFC 8252 §8.3), so `http://localhost:1@evil.example/cb`, whose host is
+/// `evil.example`, is refused.
 pub fn valid_redirect_uri(uri: &str) -> bool {
     if uri.contains('#') || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
-    if let Some(rest) = uri.strip_prefix("https://") {
-        return !rest.is_empty() && !rest.starts_with('/');
-    }
-    let Some(rest) = uri.strip_prefix("http://") else {
+    let https = match uri.strip_prefix("https://") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => return false,
+        Some(_) => true,
+        None if uri.starts_with("http://") => false,
+        None => return false,
+    };
+    let Ok(parsed) = url::Url::parse(uri) else {
         return false;
     };
-    let host_port = rest.split('/').next().unwrap_or_default();
-    let host = if host_port.starts_with("[::1]") {
-        "[::1]"
-    } else {
-        host_port.split(':').next().unwrap_or_default()
-    };
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return false;
+    }
+    match parsed.host_str() {
+        None | Some("") => false,
+        Some(_) if https => true,
+        Some(host) => matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
+    }
 }
 
 /// Every problem with `record`, one message each.
@@ -284,6 +290,13 @@ mod tests {
         assert!(!valid_redirect_uri("http://127.0.0.1.evil.com/cb"));
         assert!(!valid_redirect_uri("https://app.example.com/cb#frag"));
         assert!(!valid_redirect_uri("javascript:alert(1)"));
+        // The host is what the parser says, not what precedes the first ':'.
+        assert!(!valid_redirect_uri("http://localhost:1@evil.example/cb"));
+        assert!(!valid_redirect_uri("http://127.0.0.1@evil.example/cb"));
+        assert!(!valid_redirect_uri("https://user:pw@app.example.com/cb"));
+        assert!(!valid_redirect_uri("http://[::1].evil.example/cb"));
+        assert!(!valid_redirect_uri("https:///cb"));
+        assert!(valid_redirect_uri("http://localhost:8765/cb?x=1"));
     }
 
     #[test]

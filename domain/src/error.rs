@@ -87,6 +87,9 @@ impl From<latchkey_store::Error> for Error {
     fn from(err: latchkey_store::Error) -> Self {
         match err {
             err if err.is_pool_timeout() => Self::Unavailable("the database is not answering"),
+            err if err.is_unstorable_text() => {
+                Self::BadRequest("a value contains a character that cannot be stored (NUL)".into())
+            }
             latchkey_store::Error::Taken(field) => Self::Conflict(field),
             other => Self::Internal(other.into()),
         }

@@ -211,18 +211,25 @@ impl KeyRing {
         let lacking = newest_active.is_some_and(|newest| !state.held.contains_key(&newest.kid));
         metrics::gauge!("latchkey_signing_key_fallback").set(if fallback { 1.0 } else { 0.0 });
         metrics::gauge!("latchkey_signing_keys_published").set(verifiers.len() as f64);
-        if fallback {
+        let previous = self.current();
+        // Said once when it starts, not at every reload while the Secret is on its way
+        // (the gauge above tells the state at any time).
+        if fallback && !previous.fallback {
             tracing::warn!(
+                newest = newest_active.map(|row| row.kid.as_str()),
                 "the newest active key is not in the key directory yet; signing with the previous one"
             );
         }
         let jwks = Bytes::from(serde_json::to_vec(&json!({ "keys": jwks }))?);
 
-        let previous = self.current();
         let prev_kid = previous.signing.as_ref().map(|k| k.kid().to_owned());
         let next_kid = signing.as_ref().map(|k| k.kid().to_owned());
         if prev_kid != next_kid {
-            tracing::info!(kid = ?next_kid, previous = ?prev_kid, "signing key selected");
+            tracing::info!(
+                kid = next_kid.as_deref(),
+                previous = prev_kid.as_deref(),
+                "signing key selected"
+            );
         }
         let set = Arc::new(KeySet {
             signing,

@@ -97,7 +97,7 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
-    tracing::info!(%addr, issuer = %ctx.settings.issuer, namespace = ?ctx.namespace, "latchkey-operator started");
+    tracing::info!(%addr, issuer = %ctx.settings.issuer, namespace = ctx.namespace.as_deref(), "latchkey-operator started");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();

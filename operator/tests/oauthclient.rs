@@ -479,6 +479,14 @@ async fn invalid_manifests_are_rejected_with_the_rules_message() {
             "redirect URIs must be https:// URIs or http:// URIs on a loopback address",
         ),
         (
+            "  grantTypes: [authorization_code]\n  redirectUris: ['https://user:pw@app.example.com/cb']\n",
+            "redirect URIs must be https:// URIs or http:// URIs on a loopback address",
+        ),
+        (
+            "  grantTypes: [authorization_code]\n  redirectUris: ['http://localhost:1@evil.example/cb']\n",
+            "redirect URIs must be https:// URIs or http:// URIs on a loopback address",
+        ),
+        (
             "  grantTypes: [client_credentials, refresh_token]\n",
             "the refresh_token grant needs authorization_code",
         ),

@@ -144,7 +144,8 @@ struct ClientFlags {
     /// Allowed redirect URI (exact match); repeat for several.
     #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
-    /// Allowed scope; repeat for several.
+    /// Allowed scopes: repeat the flag, or list them space-separated as OAuth writes
+    /// them (`--scope "read write"`), or both.
     #[arg(long = "scope")]
     scopes: Vec<String>,
     /// client_secret_basic (default), client_secret_post, or none (public clients).
@@ -268,7 +269,14 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
                 public: Some(flags.public),
                 grant_types: non_empty(flags.grant_types),
                 redirect_uris: non_empty(flags.redirect_uris),
-                scopes: non_empty(flags.scopes),
+                scopes: non_empty(
+                    flags
+                        .scopes
+                        .iter()
+                        .flat_map(|s| s.split_whitespace())
+                        .map(str::to_owned)
+                        .collect(),
+                ),
                 token_endpoint_auth_method: flags.auth_method,
                 first_party: Some(flags.first_party),
                 access_token_ttl: flags.access_token_ttl,

@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 use common::{Backend, TestServer};
 use serde_json::Value;
 
-both_backends!(client_commands_manage_working_credentials);
+both_backends!(
+    client_commands_manage_working_credentials,
+    scopes_may_be_given_space_separated,
+);
 
 fn latchkey(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
@@ -26,6 +29,55 @@ fn stdout_json(output: &Output) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("json output")
+}
+
+/// `--scope "read write"` is two scopes, as OAuth writes them; repeated flags mix in.
+async fn scopes_may_be_given_space_separated(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = server.database_url.clone();
+    let created = stdout_json(&latchkey(&[
+        "client",
+        "create",
+        "--database-url",
+        &db,
+        "--output",
+        "json",
+        "--client-id",
+        "reports",
+        "--scope",
+        "invoices:read  invoices:write",
+        "--scope",
+        "audit",
+    ]));
+    assert_eq!(
+        created["scopes"],
+        serde_json::json!(["invoices:read", "invoices:write", "audit"])
+    );
+    let secret = created["client_secret"].as_str().expect("secret");
+    let token = server
+        .post_form(
+            "/oauth/token",
+            Some(("reports", secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "invoices:write audit"),
+            ],
+        )
+        .await;
+    assert_eq!(token.status(), 200);
+    // A scope that is not an RFC 6749 scope token is still refused.
+    let bad = latchkey(&[
+        "client",
+        "create",
+        "--database-url",
+        &db,
+        "--client-id",
+        "bad",
+        "--scope",
+        "read \"quoted\"",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a valid scope"));
 }
 
 async fn client_commands_manage_working_credentials(backend: Backend) {

@@ -76,6 +76,16 @@ impl Error {
     pub fn is_pool_timeout(&self) -> bool {
         matches!(self, Self::Database(sqlx::Error::PoolTimedOut))
     }
+
+    /// PostgreSQL refused a text value it cannot store (SQLSTATE 22021, a NUL character):
+    /// bad input, not a fault. The HTTP edges refuse NUL first; this is the backstop for
+    /// any path they miss.
+    pub fn is_unstorable_text(&self) -> bool {
+        matches!(self, Self::Database(e) if e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "22021"))
+    }
 }
 
 /// Milliseconds since the Unix epoch: the unit of every `*_at` column.

@@ -81,7 +81,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
     let id = form_decode(id).ok_or_else(bad)?;
     let secret = form_decode(secret).ok_or_else(bad)?;
-    if id.is_empty() {
+    if id.is_empty() || id.contains('\0') || secret.contains('\0') {
         return Err(bad());
     }
     Ok(Some((id, secret)))
@@ -131,5 +131,7 @@ mod tests {
             basic_credentials(&headers(&format!("Basic {}", STANDARD.encode("nocolon")))).is_err()
         );
         assert_eq!(form_decode("%zz"), None);
+        let nul = STANDARD.encode("a%00b:secret");
+        assert!(basic_credentials(&headers(&format!("Basic {nul}"))).is_err());
     }
 }

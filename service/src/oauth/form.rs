@@ -1,7 +1,9 @@
 //! `application/x-www-form-urlencoded` bodies, parsed strictly: RFC 6749 §3.1 and §3.2
-//! forbid repeating a parameter, and an empty value counts as absent.
+//! forbid repeating a parameter (an empty copy counts: `scope=&scope=x` is refused), an
+//! empty value counts as absent, and a NUL character is refused (no storage takes it, and
+//! both backends must answer alike).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -17,17 +19,21 @@ pub struct Params(HashMap<String, String>);
 impl Params {
     pub fn parse(raw: &[u8]) -> Result<Self, OAuthError> {
         let mut map = HashMap::new();
+        let mut seen = HashSet::new();
         for (key, value) in form_urlencoded::parse(raw) {
-            if value.is_empty() {
-                continue;
+            if key.contains('\0') || value.contains('\0') {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {} contains a NUL character",
+                    key.replace('\0', "\\0")
+                )));
             }
-            if map
-                .insert(key.clone().into_owned(), value.into_owned())
-                .is_some()
-            {
+            if !seen.insert(key.clone()) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {key} is repeated"
                 )));
+            }
+            if !value.is_empty() {
+                map.insert(key.into_owned(), value.into_owned());
             }
         }
         Ok(Self(map))
@@ -81,5 +87,18 @@ mod tests {
         let params = Params::parse(b"a=&b=x%20y").expect("parse");
         assert_eq!(params.get("a"), None);
         assert_eq!(params.get("b"), Some("x y"));
+        // An empty first copy is still a copy (RFC 6749 §3.1).
+        let err = Params::parse(b"scope=&scope=read").expect_err("repeated after empty");
+        assert_eq!(err.code, "invalid_request");
+        assert!(Params::parse(b"scope=read&scope=").is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        for raw in [&b"username=a%00b"[..], b"a%00=1", b"password=%00"] {
+            let err = Params::parse(raw).expect_err("NUL");
+            assert_eq!(err.code, "invalid_request");
+            assert!(err.description.contains("NUL"), "{}", err.description);
+        }
     }
 }

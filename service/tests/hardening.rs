@@ -1,0 +1,245 @@
+//! Findings of the black-box attack (issue 13) that did not hold, one test each, on both
+//! backends: the answer must be the same whichever storage is behind the service.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::{Backend, TestServer};
+use latchkey_domain::clients::ClientInput;
+use serde_json::Value;
+
+both_backends!(
+    a_repeated_parameter_is_refused_even_after_an_empty_copy,
+    nul_characters_answer_400_not_500,
+    a_redirect_uri_is_judged_on_its_parsed_host,
+);
+
+fn strings(items: &[&str]) -> Option<Vec<String>> {
+    Some(items.iter().map(|s| (*s).to_owned()).collect())
+}
+
+/// A confidential client allowed the client-credentials and password grants.
+async fn client(server: &TestServer) -> String {
+    let (_, secret) = server
+        .client(ClientInput {
+            client_id: Some("svc".into()),
+            grant_types: strings(&["client_credentials", "password"]),
+            scopes: strings(&["read"]),
+            ..ClientInput::default()
+        })
+        .await;
+    secret.expect("a confidential client has a secret")
+}
+
+async fn post_raw(
+    server: &TestServer,
+    path: &str,
+    content_type: &str,
+    basic: Option<(&str, &str)>,
+    body: &str,
+) -> (u16, Value) {
+    let mut request = server
+        .http
+        .post(server.url(path))
+        .header("content-type", content_type)
+        .body(body.to_owned());
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than
+/// once", and an empty first copy is a copy (it was skipped, so the second one won).
+async fn a_repeated_parameter_is_refused_even_after_an_empty_copy(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let secret = client(&server).await;
+    let basic = Some(("svc", secret.as_str()));
+    for body in [
+        "grant_type=client_credentials&scope=&scope=read",
+        "grant_type=client_credentials&scope=read&scope=",
+        "grant_type=&grant_type=client_credentials",
+    ] {
+        let (status, answer) = post_raw(&server, "/oauth/token", FORM, basic, body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"], "invalid_request", "{body}: {answer}");
+    }
+    // The same request without the repetition is fine.
+    let (status, answer) = post_raw(
+        &server,
+        "/oauth/token",
+        FORM,
+        basic,
+        "grant_type=client_credentials&scope=read",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// PostgreSQL cannot store a NUL character in text and failed with 500 (and an ERROR
+/// line); SQLite answered 400 or 401. Both now refuse it at the edge: 400 for a
+/// parameter or a JSON field, 401 for Basic credentials (which identify no client).
+async fn nul_characters_answer_400_not_500(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let secret = client(&server).await;
+    let basic = Some(("svc", secret.as_str()));
+    server.register("nul-user").await;
+
+    let json = "application/json";
+    /// Path, content type, Basic credentials, body; the status and `error` expected.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<(&'a str, &'a str)>,
+        String,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "/auth/login",
+            json,
+            None,
+            r#"{"username":"nul\u0000user","password":"whatever-password-1"}"#.into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/auth/register",
+            json,
+            None,
+            r#"{"username":"a\u0000b","email":"a@example.com","password":"Sufficiently-long-pass-1"}"#
+                .into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/oauth/token",
+            FORM,
+            basic,
+            "grant_type=password&username=nul%00user&password=x".into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/oauth/token",
+            FORM,
+            None,
+            "grant_type=client_credentials&client_id=s%00vc&client_secret=x".into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/oauth/introspect",
+            FORM,
+            Some(("s\0vc", "x")),
+            "token=abc".into(),
+            401,
+            "invalid_client",
+        ),
+    ];
+    for (path, content_type, basic, body, status, error) in cases {
+        let (got, answer) = post_raw(&server, path, content_type, basic, &body).await;
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert_eq!(answer["error"], error, "{path} {body}: {answer}");
+        assert!(
+            !answer["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("internal"),
+            "{answer}"
+        );
+    }
+
+    // Basic credentials whose id decodes to a NUL, sent as the raw header.
+    let header = format!("Basic {}", STANDARD.encode("s%00vc:x"));
+    let response = server
+        .http
+        .post(server.url("/oauth/token"))
+        .header("authorization", header)
+        .header("content-type", FORM)
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+
+    // The authorization endpoint's query: a page, not a 5xx.
+    let response = server
+        .get("/oauth/authorize?response_type=code&client_id=s%00vc&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&code_challenge=abc&code_challenge_method=S256")
+        .await;
+    assert_eq!(response.status(), 400);
+
+    // The account is still usable: nothing was half-written.
+    let ok = server
+        .post_json(
+            "/auth/login",
+            &serde_json::json!({"username": "nul-user", "password": "wrong-password-1"}),
+        )
+        .await;
+    assert_eq!(ok.status(), 401);
+}
+
+/// RFC 8252 §8.3: `http://localhost:1@evil.example/cb` has the host `evil.example` (the
+/// `localhost:1` before `@` is user information); registering it as a loopback redirect
+/// would send codes to evil.example. The admin API refuses it (422), and user
+/// information in any redirect URI.
+async fn a_redirect_uri_is_judged_on_its_parsed_host(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, secret) = server
+        .client(ClientInput {
+            client_id: Some("admin".into()),
+            grant_types: strings(&["client_credentials"]),
+            scopes: strings(&["latchkey:admin"]),
+            ..ClientInput::default()
+        })
+        .await;
+    let secret = secret.expect("secret");
+    let (status, token) = post_raw(
+        &server,
+        "/oauth/token",
+        FORM,
+        Some(("admin", &secret)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let token = token["access_token"].as_str().expect("token").to_owned();
+    let create = |uri: &'static str| {
+        let (server, token) = (&server, token.clone());
+        async move {
+            let response = server
+                .http
+                .post(server.url("/oauth/clients"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({
+                    "grant_types": ["authorization_code"],
+                    "redirect_uris": [uri],
+                }))
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for uri in [
+        "http://localhost:1@evil.example/cb",
+        "http://127.0.0.1@evil.example/cb",
+        "https://user:pw@app.example.com/cb",
+    ] {
+        let (status, body) = create(uri).await;
+        assert_eq!(status, 422, "{uri}: {body}");
+        assert!(body.to_string().contains("redirect URI"), "{uri}: {body}");
+    }
+    let (status, body) = create("http://localhost:8765/cb").await;
+    assert_eq!(status, 201, "{body}");
+}
