@@ -234,6 +234,11 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
             "client_id must be 1 to 128 characters of letters, digits, '.', '_', '-' or '~'".into(),
         );
     }
+    if id.eq_ignore_ascii_case(crate::tokens::FIRST_PARTY_CLIENT_ID) {
+        problems.push(format!(
+            "client_id {id:?} is reserved for Latchkey's own sign-in (/auth/login)"
+        ));
+    }
     if record.name.chars().count() > 200 {
         problems.push("name must be at most 200 characters".into());
     }
@@ -312,5 +317,13 @@ mod tests {
         };
         let problems = create(bad, 0).expect_err("invalid");
         assert_eq!(problems.len(), 2, "{problems:?}");
+
+        // Tokens of /auth/login carry this client_id; no registered client may.
+        let reserved = ClientInput {
+            client_id: Some("latchkey".into()),
+            ..ClientInput::default()
+        };
+        let problems = create(reserved, 0).expect_err("reserved");
+        assert!(problems[0].contains("reserved"), "{problems:?}");
     }
 }

@@ -33,7 +33,7 @@ pub async fn verify_email(db: &Db, token: &str, now: i64) -> Result<Option<Strin
 }
 
 /// Spends a reset token of `user_id` and sets the new password hash (see
-/// [`latchkey_store::email_tokens::reset_password`]).
+/// [`latchkey_store::credentials::reset_password`]).
 pub async fn reset_password(
     db: &Db,
     token: &str,
@@ -41,5 +41,14 @@ pub async fn reset_password(
     password_hash: &str,
     now: i64,
 ) -> Result<Option<u64>> {
-    Ok(email_tokens::reset_password(db, &digest(token), user_id, password_hash, now).await?)
+    Ok(
+        latchkey_store::credentials::reset_password(
+            db,
+            &digest(token),
+            user_id,
+            password_hash,
+            now,
+        )
+        .await?,
+    )
 }

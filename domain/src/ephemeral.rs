@@ -67,6 +67,11 @@ pub enum FailurePolicy {
     Closed,
 }
 
+/// The revocation-list key of a whole session: a jti is a UUID, so `sid:` cannot clash.
+fn session_key(sid: &str) -> String {
+    format!("sid:{sid}")
+}
+
 /// Account lockout settings; `attempts == 0` turns lockout off.
 #[derive(Clone, Copy, Debug)]
 pub struct LockoutPolicy {
@@ -294,18 +299,32 @@ impl Ephemeral {
         }
     }
 
-    pub async fn is_revoked(&self, jti: &str, now_ms: i64) -> Result<bool> {
+    /// Records that every access token of the session (refresh family) `sid` is revoked
+    /// until `until_ms`, when the last of them has expired.
+    pub async fn revoke_session(&self, sid: &str, until_ms: i64, now_ms: i64) -> Result<()> {
+        self.revoke_jti(&session_key(sid), until_ms, now_ms).await
+    }
+
+    /// Whether the access token `jti`, or its session `sid`, is revoked: one lookup (one
+    /// `EXISTS` over both keys in Redis).
+    pub async fn is_revoked(&self, jti: &str, sid: Option<&str>, now_ms: i64) -> Result<bool> {
+        let session = sid.map(session_key);
         match self {
             Self::Memory(memory) => {
                 let revoked = memory.revoked.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(revoked.get(jti).is_some_and(|exp| *exp > now_ms))
+                let live = |key: &str| revoked.get(key).is_some_and(|exp| *exp > now_ms);
+                Ok(live(jti) || session.as_deref().is_some_and(live))
             }
             Self::Redis(store) => {
                 let mut conn = store.conn.clone();
-                redis::cmd("EXISTS")
-                    .arg(format!("{}revoked:{jti}", store.prefix))
-                    .query_async::<bool>(&mut conn)
+                let mut cmd = redis::cmd("EXISTS");
+                cmd.arg(format!("{}revoked:{jti}", store.prefix));
+                if let Some(session) = &session {
+                    cmd.arg(format!("{}revoked:{session}", store.prefix));
+                }
+                cmd.query_async::<u32>(&mut conn)
                     .await
+                    .map(|found| found > 0)
                     .map_err(redis_unavailable)
             }
         }

@@ -2,9 +2,15 @@
 //! `refresh_token` grant alike: [`start`] a family at sign-in, [`rotate`] it on every
 //! refresh (a reused token revokes the whole family), [`revoke`] it at logout or when
 //! what it came from was replayed.
+//!
+//! Revoking a family also revokes every access token issued from it (their `sid` is the
+//! family id), until the longest of them has expired (RFC 7009 §2.1). The family id is
+//! fixed before any token of it exists (an authorization code carries it), so a token
+//! issued by a racing redemption is covered as well.
 
 use std::time::Duration;
 
+use latchkey_store::clients;
 use latchkey_store::refresh_tokens::{self, NewRefresh, Rotation};
 use latchkey_store::users::{self, User};
 
@@ -110,7 +116,7 @@ pub async fn rotate(
             ..
         } => (family_id, user_id, scope),
         Rotation::Reused { family_id } => {
-            let revoked = refresh_tokens::revoke_family(&core.db, &family_id, now).await?;
+            let revoked = revoke_family(core, &family_id, client_id, now).await?;
             tracing::warn!(family_id, revoked, "refresh token reused; family revoked");
             metrics::counter!("latchkey_refresh_reuse_total").increment(1);
             return Err(Error::InvalidGrant(
@@ -133,7 +139,7 @@ pub async fn rotate(
         .await?
         .filter(|u| u.is_active);
     let Some(user) = user else {
-        refresh_tokens::revoke_family(&core.db, &family_id, now).await?;
+        revoke_family(core, &family_id, client_id, now).await?;
         return Err(Error::AccountInactive);
     };
     metrics::counter!("latchkey_tokens_issued_total", "kind" => "refresh").increment(1);
@@ -145,19 +151,43 @@ pub async fn rotate(
     })
 }
 
-/// Ends a session: the access token `access` (its `jti` and expiry in ms) is revoked
-/// until it expires, and every refresh token of `family_id`.
+/// Ends a session of `client_id`: the access token `access` (its `jti` and expiry in ms)
+/// is revoked until it expires, and the family `family_id`: its refresh tokens and every
+/// access token issued from it.
 pub async fn revoke(
     core: &Core,
     access: Option<(&str, i64)>,
     family_id: Option<&str>,
+    client_id: &str,
     now: i64,
 ) -> Result<()> {
     if let Some((jti, expires_at_ms)) = access {
         core.ephemeral.revoke_jti(jti, expires_at_ms, now).await?;
     }
     if let Some(family_id) = family_id {
-        refresh_tokens::revoke_family(&core.db, family_id, now).await?;
+        revoke_family(core, family_id, client_id, now).await?;
     }
     Ok(())
+}
+
+/// Revokes the family's access tokens (by `sid`, for as long as one of `client_id`'s can
+/// live), then its refresh tokens; returns how many refresh tokens were revoked. The
+/// access tokens go first: if the database step fails, nothing issued from the family
+/// is left usable.
+async fn revoke_family(core: &Core, family_id: &str, client_id: &str, now: i64) -> Result<u64> {
+    let lifetime = access_lifetime(core, client_id).await?;
+    let until = now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 4));
+    core.ephemeral.revoke_session(family_id, until, now).await?;
+    Ok(refresh_tokens::revoke_family(&core.db, family_id, now).await?)
+}
+
+/// The longest an access token of `client_id` lives: its own setting, or the service's
+/// (also for the first-party API, which has no client row).
+async fn access_lifetime(core: &Core, client_id: &str) -> Result<Duration> {
+    let own = clients::get(&core.db, client_id)
+        .await?
+        .and_then(|c| c.access_token_ttl)
+        .and_then(|secs| u64::try_from(secs).ok())
+        .map(Duration::from_secs);
+    Ok(own.unwrap_or(core.tokens.ttl()).max(core.tokens.ttl()))
 }

@@ -41,6 +41,19 @@ pub struct AccessClaims {
     pub sid: Option<String>,
 }
 
+/// The `client_id` of tokens issued by `/auth/login` and `/auth/refresh`: Latchkey's own
+/// first-party API rather than a registered OAuth client. No client may be registered
+/// under it ([`crate::clients::validate`]), so only those tokens carry it.
+pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
+
+impl AccessClaims {
+    /// Whether the token was issued to Latchkey's own API (`/auth/login`), not to a
+    /// registered client.
+    pub fn is_first_party(&self) -> bool {
+        self.client_id == FIRST_PARTY_CLIENT_ID
+    }
+}
+
 #[derive(Serialize)]
 struct Header<'a> {
     alg: &'static str,
@@ -164,7 +177,7 @@ impl Tokens {
     }
 
     /// Verifies `token` completely: structure, `typ`, algorithm, `kid`, signature, `iss`,
-    /// `aud`, `exp`, and that its `jti` is not revoked.
+    /// `aud`, `exp`, and that neither its `jti` nor its session (`sid`) is revoked.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims> {
         self.verify_with(token, &self.validation).await
     }
@@ -202,7 +215,8 @@ impl Tokens {
                 _ => Error::InvalidToken("the access token is invalid"),
             }
         })?;
-        if self.revoked.is_revoked(&data.claims.jti, now_ms()).await? {
+        let (jti, sid) = (&data.claims.jti, data.claims.sid.as_deref());
+        if self.revoked.is_revoked(jti, sid, now_ms()).await? {
             return Err(Error::InvalidToken("the access token has been revoked"));
         }
         Ok(data.claims)

@@ -221,16 +221,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         ));
     }
     let mut router = api;
-    for (name, value) in security {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
-    }
     if let Some(cors) = cors_layer(&config.cors_origins()) {
         router = router.layer(cors);
     }
-    router
+    let mut router = router
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(middleware::from_fn(mw::record_metrics))
         .layer(
@@ -246,7 +240,16 @@ pub fn router(state: AppState, config: &Config) -> Router {
                     StatusCode::REQUEST_TIMEOUT,
                     config.request_timeout,
                 )),
-        )
+        );
+    // Outermost, so that every answer carries them: the 408 of the timeout and the CORS
+    // preflight answers included (they are made by layers, not by a handler).
+    for (name, value) in security {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

@@ -246,6 +246,15 @@ impl OAuthError {
     pub fn unauthorized_client(description: impl Into<String>) -> Self {
         Self::new(OAuthCode::UnauthorizedClient, description)
     }
+
+    /// A body over `LATCHKEY_BODY_LIMIT`: `invalid_request`, with the status every other
+    /// endpoint answers for it, 413.
+    pub fn too_large() -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..Self::invalid_request("request body too large")
+        }
+    }
 }
 
 impl From<latchkey_domain::OAuthError> for OAuthError {
@@ -262,7 +271,7 @@ impl From<DomainError> for OAuthError {
             DomainError::BadRequest(d) => Self::invalid_request(d),
             DomainError::Validation { message, .. } => Self::invalid_request(message),
             DomainError::UnsupportedMediaType(d) => Self::invalid_request(d),
-            DomainError::PayloadTooLarge => Self::invalid_request("request body too large"),
+            DomainError::PayloadTooLarge => Self::too_large(),
             DomainError::InvalidCredentials => Self::invalid_grant("invalid username or password"),
             DomainError::LockedOut { retry_after } => {
                 let mut headers = HeaderMap::new();

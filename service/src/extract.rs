@@ -12,6 +12,20 @@ use crate::error::Error;
 use crate::state::AppState;
 
 impl Bearer {
+    /// Refuses a token issued to a registered client (403 `insufficient_scope`): the
+    /// account endpoints (`/users/me`, `/auth/change-password`) are Latchkey's own API,
+    /// for tokens of `/auth/login`. A client reads the claims its scopes release at
+    /// `/userinfo`.
+    pub fn first_party(&self) -> Result<(), Error> {
+        if self.0.is_first_party() {
+            Ok(())
+        } else {
+            Err(Error(latchkey_domain::Error::InsufficientScope(
+                "this endpoint takes a first-party token (from /auth/login); OAuth clients use /userinfo",
+            )))
+        }
+    }
+
     /// The active user the token was issued for. A valid token whose user is gone or
     /// disabled is no longer a valid credential.
     pub async fn user(&self, state: &AppState) -> latchkey_domain::Result<User> {

@@ -24,6 +24,7 @@ both_backends!(
     change_password_keeps_only_this_session,
     outbox_in_the_embedded_default,
     smtp_failure_does_not_fail_registration,
+    only_the_newest_reset_link_works_and_a_change_ends_them,
 );
 
 // === SMTP sink ===
@@ -734,4 +735,85 @@ async fn outbox_log_line_has_no_token() {
             "a log line carries a password: {line}"
         );
     }
+}
+
+/// Issue 13, item 7: a user has one outstanding reset link; requesting another, resetting
+/// or changing the password makes the earlier ones invalid.
+async fn only_the_newest_reset_link_works_and_a_change_ends_them(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let outbox = server.data_dir.join("outbox");
+    register(&server, "ivan").await;
+    let request_link = |count: usize| {
+        let (server, outbox) = (&server, outbox.clone());
+        async move {
+            let response = server
+                .post_json(
+                    "/auth/password-reset",
+                    &json!({ "email": "ivan@example.com" }),
+                )
+                .await;
+            assert_eq!(response.status(), 202);
+            wait_for_mail(&outbox, count).await
+        }
+    };
+    let confirm = |token: String, password: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .post_json(
+                    "/auth/password-reset/confirm",
+                    &json!({ "token": token, "new_password": password }),
+                )
+                .await
+                .status()
+        }
+    };
+    let first = request_link(1).await.remove(0).token(&server);
+    let second = request_link(2)
+        .await
+        .iter()
+        .map(|m| m.token(&server))
+        .find(|t| *t != first)
+        .expect("a second link");
+    // The first link died when the second was mailed.
+    assert_eq!(confirm(first, NEW_PASSWORD).await, 400);
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM email_tokens WHERE purpose = 'password_reset'")
+            .fetch_one(server.db.pool())
+            .await
+            .expect("count");
+    assert_eq!(rows, 1, "one outstanding reset link");
+
+    // A password change ends the outstanding link.
+    let (status, tokens) = login(&server, "ivan", PASSWORD).await;
+    assert_eq!(status, 200);
+    let changed = server
+        .http
+        .post(server.url("/auth/change-password"))
+        .bearer_auth(tokens["access_token"].as_str().expect("access token"))
+        .json(&json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(changed.status(), 204);
+    assert_eq!(confirm(second, "yet another passphrase 2026").await, 400);
+    assert_eq!(login(&server, "ivan", NEW_PASSWORD).await.0, 200);
+
+    // A reset spends its link and leaves none behind.
+    let third = request_link(3)
+        .await
+        .last()
+        .map(|m| m.token(&server))
+        .expect("a third link");
+    assert_eq!(
+        confirm(third.clone(), "yet another passphrase 2026").await,
+        204
+    );
+    assert_eq!(confirm(third, "and one more passphrase 2026").await, 400);
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM email_tokens WHERE purpose = 'password_reset'")
+            .fetch_one(server.db.pool())
+            .await
+            .expect("count");
+    assert_eq!(rows, 0, "a reset deletes the user's reset links");
 }

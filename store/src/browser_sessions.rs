@@ -39,3 +39,16 @@ pub async fn find_live(db: &Db, id_hash: &str, now: i64) -> Result<Option<(Strin
         None => None,
     })
 }
+
+/// Ends every browser session of `user_id` (a password reset or change); returns how
+/// many there were.
+pub(crate) async fn delete_for_user<'e, E>(executor: E, user_id: &str) -> Result<u64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let done = sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected())
+}

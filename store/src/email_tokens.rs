@@ -4,11 +4,13 @@
 //! Only the SHA-256 digest of a token is stored (the caller passes it); the token itself
 //! exists only in the mail. A token is spent by one `UPDATE ... WHERE used_at IS NULL AND
 //! expires_at > now RETURNING`, so of two concurrent uses exactly one wins (as with
-//! refresh tokens).
+//! refresh tokens). A user has at most one outstanding link per purpose: issuing one
+//! deletes the earlier ones, and a password reset or change deletes every reset link
+//! (so a link mailed before the change cannot undo it; see [`crate::credentials`]).
 
 use sqlx::Row;
 
-use crate::{Db, Result, refresh_tokens, users};
+use crate::{Db, Result, users};
 
 /// What a token may be used for; a token of one purpose is never accepted for another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +28,9 @@ impl Purpose {
     }
 }
 
-/// Stores a token (by its digest) for `user_id`, valid until `expires_at`. Earlier
-/// unused tokens of the same purpose stay valid until they expire.
+/// Stores a token (by its digest) for `user_id`, valid until `expires_at`, and deletes
+/// the user's earlier tokens of the same purpose, in one transaction: only the newest
+/// link works.
 pub async fn insert(
     db: &Db,
     token_hash: &str,
@@ -36,6 +39,8 @@ pub async fn insert(
     now: i64,
     expires_at: i64,
 ) -> Result<()> {
+    let mut tx = db.pool().begin().await?;
+    delete_for_user(&mut *tx, user_id, purpose).await?;
     sqlx::query(
         "INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -45,9 +50,27 @@ pub async fn insert(
     .bind(purpose.as_str())
     .bind(now)
     .bind(expires_at)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// Deletes every token of `user_id` for `purpose`, used or not; returns how many.
+pub(crate) async fn delete_for_user<'e, E>(
+    executor: E,
+    user_id: &str,
+    purpose: Purpose,
+) -> Result<u64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let done = sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// The user of a live (unused, unexpired) token, without spending it.
@@ -69,7 +92,7 @@ pub async fn peek(db: &Db, token_hash: &str, purpose: Purpose, now: i64) -> Resu
 
 /// Spends a live token; returns its user, or `None` when it is unknown, expired or
 /// already used.
-async fn consume<'e, E>(
+pub(crate) async fn consume<'e, E>(
     executor: E,
     token_hash: &str,
     purpose: Purpose,
@@ -104,27 +127,4 @@ pub async fn verify_email(db: &Db, token_hash: &str, now: i64) -> Result<Option<
     users::set_email_verified(&mut *tx, &user_id, now).await?;
     tx.commit().await?;
     Ok(Some(user_id))
-}
-
-/// Spends a reset token of `user_id` and, in the same transaction, sets the new password
-/// hash, marks the address verified (following the link proves it) and revokes every
-/// refresh token of the user. `None` (and nothing changed) when the token is not live
-/// or belongs to someone else; otherwise how many refresh tokens were revoked.
-pub async fn reset_password(
-    db: &Db,
-    token_hash: &str,
-    user_id: &str,
-    password_hash: &str,
-    now: i64,
-) -> Result<Option<u64>> {
-    let mut tx = db.pool().begin().await?;
-    match consume(&mut *tx, token_hash, Purpose::PasswordReset, now).await? {
-        Some(owner) if owner == user_id => {}
-        _ => return Ok(None),
-    }
-    users::set_password(&mut *tx, user_id, password_hash, now).await?;
-    users::set_email_verified(&mut *tx, user_id, now).await?;
-    let revoked = refresh_tokens::revoke_for_user(&mut *tx, user_id, None, now).await?;
-    tx.commit().await?;
-    Ok(Some(revoked))
 }

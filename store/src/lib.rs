@@ -9,6 +9,8 @@
 //! - [`codes`]: authorization codes, single-use.
 //! - [`browser_sessions`]: sign-ins to the authorization endpoint's login page.
 //! - [`email_tokens`]: single-use emailed tokens (activation, password reset).
+//! - [`credentials`]: a password change or reset, across users, refresh tokens, reset
+//!   links and browser sessions in one transaction.
 //! - [`clients`]: OAuth 2.0 client records and their secret digests.
 //! - [`protocol`]: the protocol values every crate names: [`GrantType`](protocol::GrantType),
 //!   [`AuthMethod`](protocol::AuthMethod).
@@ -27,6 +29,7 @@
 pub mod browser_sessions;
 pub mod clients;
 pub mod codes;
+pub mod credentials;
 pub mod db;
 pub mod email_tokens;
 pub mod keydir;

@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::violated_unique_constraint;
-use crate::{Db, Error, Result, refresh_tokens};
+use crate::{Db, Error, Result};
 
 /// A stored user. `password_hash` never leaves the service's handlers.
 #[derive(Clone)]
@@ -151,21 +151,4 @@ where
         .execute(executor)
         .await?;
     Ok(())
-}
-
-/// Replaces the password and revokes every refresh token of the user except those of
-/// the family `keep` (the session that asked), in one transaction; returns how many
-/// were revoked.
-pub async fn change_password(
-    db: &Db,
-    user_id: &str,
-    hash: &str,
-    keep: Option<&str>,
-    now: i64,
-) -> Result<u64> {
-    let mut tx = db.pool().begin().await?;
-    set_password(&mut *tx, user_id, hash, now).await?;
-    let revoked = refresh_tokens::revoke_for_user(&mut *tx, user_id, keep, now).await?;
-    tx.commit().await?;
-    Ok(revoked)
 }

@@ -48,11 +48,10 @@ pub async fn authenticate(
     let client = clients::get(&state.db, client_id)
         .await?
         .ok_or_else(unknown)?;
+    // The same answer as for an unknown client: naming the registered method would tell
+    // anyone which client ids exist.
     if client.token_endpoint_auth_method != method {
-        return Err(OAuthError::invalid_client(format!(
-            "this client authenticates with {}",
-            client.token_endpoint_auth_method
-        )));
+        return Err(unknown());
     }
     match secret {
         None if client.public => Ok(client),

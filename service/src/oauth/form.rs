@@ -68,9 +68,13 @@ impl FromRequest<AppState> for Params {
                 "expected Content-Type: application/x-www-form-urlencoded",
             ));
         }
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|_| OAuthError::invalid_request("the request body could not be read"))?;
+        let body = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                OAuthError::too_large()
+            } else {
+                OAuthError::invalid_request("the request body could not be read")
+            }
+        })?;
         Self::parse(&body)
     }
 }

@@ -10,6 +10,7 @@ use latchkey_store::refresh_tokens;
 use serde_json::{Value, json};
 
 use super::form::Params;
+use latchkey_domain::sessions;
 use latchkey_domain::tokens::digest;
 use latchkey_store::users;
 
@@ -138,7 +139,8 @@ async fn revoke(
         && let Some((family_id, owner)) = refresh_tokens::family(&state.db, &digest(token)).await?
     {
         if owner == client.client_id {
-            refresh_tokens::revoke_family(&state.db, &family_id, now).await?;
+            // The family's access tokens go with it (RFC 7009 §2.1).
+            sessions::revoke(&state, None, Some(&family_id), &client.client_id, now).await?;
         }
     } else if token.split('.').count() == 3
         && let Ok(claims) = state.tokens.verify_any_audience(token).await

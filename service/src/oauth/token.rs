@@ -252,7 +252,7 @@ async fn authorization_code(
             access_exp,
         } => {
             let access = access_jti.as_deref().zip(access_exp);
-            sessions::revoke(state, access, Some(&family_id), now).await?;
+            sessions::revoke(state, access, Some(&family_id), &client.client_id, now).await?;
             tracing::warn!(
                 client_id = client.client_id,
                 "authorization code replayed; tokens revoked"

@@ -18,9 +18,7 @@ use crate::oauth::token::TokenBody;
 use crate::routes::users::Profile;
 use crate::state::AppState;
 
-/// The `client_id` of tokens issued by `/auth/login` and `/auth/refresh`: Latchkey's own
-/// first-party API rather than a registered OAuth client.
-pub const FIRST_PARTY_CLIENT_ID: &str = "latchkey";
+pub use latchkey_domain::tokens::FIRST_PARTY_CLIENT_ID;
 
 /// Scope of first-party session tokens.
 const FIRST_PARTY_SCOPE: &str = "profile email";
@@ -176,6 +174,7 @@ async fn logout(State(state): State<AppState>, Bearer(claims): Bearer) -> Result
         &state,
         Some((&claims.jti, claims.exp * 1000)),
         claims.sid.as_deref(),
+        &claims.client_id,
         now_ms(),
     )
     .await?;

@@ -253,6 +253,7 @@ async fn change_password(
     bearer: Bearer,
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> Result<StatusCode> {
+    bearer.first_party()?;
     let user = bearer.user(&state).await?;
     let key = users::normalize(&user.username);
     limits::check_account(&state, &key).await?;
@@ -268,7 +269,7 @@ async fn change_password(
         .policy
         .check(&req.new_password, &user.username, &user.email)?;
     let hash = state.hasher.hash(req.new_password).await?;
-    let revoked = users::change_password(
+    let revoked = latchkey_store::credentials::change_password(
         &state.db,
         &user.id,
         &hash,

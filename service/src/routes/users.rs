@@ -54,6 +54,7 @@ impl From<&User> for Profile {
 }
 
 async fn me(State(state): State<AppState>, bearer: Bearer) -> Result<Response> {
+    bearer.first_party()?;
     let user = bearer.user(&state).await?;
     let mut response = Json(Profile::from(&user)).into_response();
     response
