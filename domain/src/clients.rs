@@ -2,7 +2,9 @@
 //! the `latchkey client` commands and the `/oauth/clients` admin API.
 
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy};
-use latchkey_store::protocol::{AuthMethod, GrantType};
+use latchkey_store::protocol::{
+    ACCESS_TOKEN_TTL_SECS, AuthMethod, GrantType, REFRESH_TOKEN_TTL_SECS,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::scopes;
@@ -234,6 +236,13 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
             "client_id must be 1 to 128 characters of letters, digits, '.', '_', '-' or '~'".into(),
         );
     }
+    // A user's id is a hyphenated UUID; a client id of that form could be a user's `sub`
+    // in a client-credentials token.
+    if id.len() == 36 && uuid::Uuid::try_parse(id).is_ok() {
+        problems.push(format!(
+            "client_id {id:?} has the form of a user id (a hyphenated UUID), which is reserved"
+        ));
+    }
     if id.eq_ignore_ascii_case(crate::tokens::FIRST_PARTY_CLIENT_ID) {
         problems.push(format!(
             "client_id {id:?} is reserved for Latchkey's own sign-in (/auth/login)"
@@ -266,12 +275,22 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
     if record.public != (record.token_endpoint_auth_method == AuthMethod::None) {
         problems.push("public clients use token_endpoint_auth_method none, confidential clients a secret method".into());
     }
-    for (name, ttl) in [
-        ("access_token_ttl", record.access_token_ttl),
-        ("refresh_token_ttl", record.refresh_token_ttl),
+    for (name, ttl, range, most) in [
+        (
+            "access_token_ttl",
+            record.access_token_ttl,
+            ACCESS_TOKEN_TTL_SECS,
+            "24 hours",
+        ),
+        (
+            "refresh_token_ttl",
+            record.refresh_token_ttl,
+            REFRESH_TOKEN_TTL_SECS,
+            "365 days",
+        ),
     ] {
-        if ttl.is_some_and(|t| !(60..=90 * 86_400).contains(&t)) {
-            problems.push(format!("{name} must be between 60 seconds and 90 days"));
+        if ttl.is_some_and(|t| !u64::try_from(t).is_ok_and(|t| range.contains(&t))) {
+            problems.push(format!("{name} must be between 60 seconds and {most}"));
         }
     }
     if problems.is_empty() {
@@ -325,5 +344,31 @@ mod tests {
         };
         let problems = create(reserved, 0).expect_err("reserved");
         assert!(problems[0].contains("reserved"), "{problems:?}");
+
+        // A client id of a user id's form could be a user's `sub`.
+        let user_like = ClientInput {
+            client_id: Some("0193a2f1-7c1d-7e3a-9b2c-5d4e3f2a1b0c".into()),
+            ..ClientInput::default()
+        };
+        let problems = create(user_like, 0).expect_err("user-id form");
+        assert!(problems[0].contains("user id"), "{problems:?}");
+        assert!(
+            create(ClientInput::default(), 0).is_ok(),
+            "generated ids stay valid"
+        );
+
+        // The service's own caps, for every way of registering a client.
+        let long = ClientInput {
+            access_token_ttl: Some(90 * 86_400),
+            ..ClientInput::default()
+        };
+        let problems = create(long, 0).expect_err("90-day access tokens");
+        assert!(problems[0].contains("24 hours"), "{problems:?}");
+        let fine = ClientInput {
+            access_token_ttl: Some(86_400),
+            refresh_token_ttl: Some(365 * 86_400),
+            ..ClientInput::default()
+        };
+        assert!(create(fine, 0).is_ok());
     }
 }

@@ -15,6 +15,7 @@ both_backends!(
     a_redirect_uri_is_judged_on_its_parsed_host,
     invalid_client_does_not_tell_which_clients_exist,
     an_oversized_token_request_is_413,
+    client_lifetimes_have_the_service_caps,
 );
 
 fn strings(items: &[&str]) -> Option<Vec<String>> {
@@ -375,4 +376,63 @@ async fn timeouts_and_preflights_carry_the_security_headers() {
     assert!(head.starts_with("http/1.1 408"), "{head}");
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
     assert!(head.contains("content-security-policy:"), "{head}");
+}
+
+/// Issue 13, item 11: the admin API took 90-day access tokens while the service caps its
+/// own at 24 h (and the `OAuthClient` CRD at 24 h). Now the same caps everywhere: access
+/// tokens 60 s to 24 h, refresh tokens 60 s to 365 days. A client id of a user id's
+/// form (so its tokens' `sub` could be a user's) is refused too.
+async fn client_lifetimes_have_the_service_caps(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, secret) = server
+        .client(ClientInput {
+            client_id: Some("admin".into()),
+            grant_types: strings(&["client_credentials"]),
+            scopes: strings(&["latchkey:admin"]),
+            ..ClientInput::default()
+        })
+        .await;
+    let secret = secret.expect("secret");
+    let (_, token) = post_raw(
+        &server,
+        "/oauth/token",
+        FORM,
+        Some(("admin", &secret)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    let token = token["access_token"].as_str().expect("token").to_owned();
+    let user = server.register_and_login("uma").await;
+    let me = server
+        .get_with_token("/users/me", user["access_token"].as_str().expect("token"))
+        .await;
+    let user_id = me.json::<Value>().await.expect("profile")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for (body, status) in [
+        (serde_json::json!({ "access_token_ttl": 90 * 86_400 }), 422),
+        (serde_json::json!({ "access_token_ttl": 86_401 }), 422),
+        (
+            serde_json::json!({ "refresh_token_ttl": 366 * 86_400 }),
+            422,
+        ),
+        (
+            serde_json::json!({ "access_token_ttl": 86_400, "refresh_token_ttl": 365 * 86_400 }),
+            201,
+        ),
+        // A user's id as a client id: its client-credentials tokens would carry the
+        // user's `sub`.
+        (serde_json::json!({ "client_id": user_id }), 422),
+    ] {
+        let response = server
+            .http
+            .post(server.url("/oauth/clients"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), status, "{body}");
+    }
 }

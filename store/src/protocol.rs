@@ -5,6 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The lifetimes a client may set for its access tokens, in seconds: the same bounds as
+/// the service's own `OAUTH2_ACCESS_TOKEN_EXPIRES` (60 s to 24 h), for every way of
+/// registering a client (CLI, admin API, `OAuthClient`).
+pub const ACCESS_TOKEN_TTL_SECS: std::ops::RangeInclusive<u64> = 60..=86_400;
+/// The lifetimes a client may set for its refresh tokens, in seconds: 60 s to 365 days.
+pub const REFRESH_TOKEN_TTL_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
+
 /// An OAuth 2.0 grant type a client may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -21,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use k8s_openapi::jiff::Timestamp;
 use latchkey_crds::{OAuthClientSpec, OAuthClientStatus, TokenEndpointAuthMethod, duration};
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy, secret_digest};
+use latchkey_store::protocol::{ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_SECS};
 
 use crate::context::Settings;
 use crate::controller::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE, found, ready_conditions};
@@ -38,10 +39,11 @@ pub const PREVIOUS_EXPIRES_ANNOTATION: &str = "latchkey.dev/previous-secret-expi
 
 /// Bounds the operator enforces beyond the CRD schema (they need arithmetic the schema
 /// cannot do). The access-token bounds are the service's own (OAUTH2_ACCESS_TOKEN_EXPIRES).
-const ACCESS_TTL_MIN: Duration = Duration::from_secs(60);
-const ACCESS_TTL_MAX: Duration = Duration::from_secs(24 * 3_600);
-const REFRESH_TTL_MIN: Duration = Duration::from_secs(60);
-const REFRESH_TTL_MAX: Duration = Duration::from_secs(365 * 86_400);
+// The same bounds as the CLI and the admin API (`latchkey_store::protocol`).
+const ACCESS_TTL_MIN: Duration = Duration::from_secs(*ACCESS_TOKEN_TTL_SECS.start());
+const ACCESS_TTL_MAX: Duration = Duration::from_secs(*ACCESS_TOKEN_TTL_SECS.end());
+const REFRESH_TTL_MIN: Duration = Duration::from_secs(*REFRESH_TOKEN_TTL_SECS.start());
+const REFRESH_TTL_MAX: Duration = Duration::from_secs(*REFRESH_TOKEN_TTL_SECS.end());
 const OVERLAP_MAX: Duration = Duration::from_secs(30 * 86_400);
 const SECRET_NAME_MAX: usize = 253;
 
