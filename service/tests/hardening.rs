@@ -57,6 +57,29 @@ async fn post_raw(
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// A token of a client holding `latchkey:admin`, for the admin API.
+async fn admin_token(server: &TestServer) -> String {
+    let (_, secret) = server
+        .client(ClientInput {
+            client_id: Some("admin".into()),
+            grant_types: strings(&["client_credentials"]),
+            scopes: strings(&["latchkey:admin"]),
+            ..ClientInput::default()
+        })
+        .await;
+    let secret = secret.expect("secret");
+    let (status, token) = post_raw(
+        server,
+        "/oauth/token",
+        FORM,
+        Some(("admin", &secret)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    token["access_token"].as_str().expect("token").to_owned()
+}
+
 /// RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than
 /// once", and an empty first copy is a copy (it was skipped, so the second one won).
 async fn a_repeated_parameter_is_refused_even_after_an_empty_copy(backend: Backend) {
@@ -194,25 +217,7 @@ async fn nul_characters_answer_400_not_500(backend: Backend) {
 /// information in any redirect URI.
 async fn a_redirect_uri_is_judged_on_its_parsed_host(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (_, secret) = server
-        .client(ClientInput {
-            client_id: Some("admin".into()),
-            grant_types: strings(&["client_credentials"]),
-            scopes: strings(&["latchkey:admin"]),
-            ..ClientInput::default()
-        })
-        .await;
-    let secret = secret.expect("secret");
-    let (status, token) = post_raw(
-        &server,
-        "/oauth/token",
-        FORM,
-        Some(("admin", &secret)),
-        "grant_type=client_credentials",
-    )
-    .await;
-    assert_eq!(status, 200, "{token}");
-    let token = token["access_token"].as_str().expect("token").to_owned();
+    let token = admin_token(&server).await;
     let create = |uri: &'static str| {
         let (server, token) = (&server, token.clone());
         async move {
@@ -384,24 +389,7 @@ async fn timeouts_and_preflights_carry_the_security_headers() {
 /// form (so its tokens' `sub` could be a user's) is refused too.
 async fn client_lifetimes_have_the_service_caps(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (_, secret) = server
-        .client(ClientInput {
-            client_id: Some("admin".into()),
-            grant_types: strings(&["client_credentials"]),
-            scopes: strings(&["latchkey:admin"]),
-            ..ClientInput::default()
-        })
-        .await;
-    let secret = secret.expect("secret");
-    let (_, token) = post_raw(
-        &server,
-        "/oauth/token",
-        FORM,
-        Some(("admin", &secret)),
-        "grant_type=client_credentials",
-    )
-    .await;
-    let token = token["access_token"].as_str().expect("token").to_owned();
+    let token = admin_token(&server).await;
     let user = server.register_and_login("uma").await;
     let me = server
         .get_with_token("/users/me", user["access_token"].as_str().expect("token"))

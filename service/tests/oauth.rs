@@ -359,6 +359,28 @@ fn authorize_query(client_id: &str, redirect: &str, scope: &str, challenge: &str
         .finish()
 }
 
+/// Redeems `code` (issued for the test clients' `https://app.example.com/callback`) at
+/// the token endpoint with PKCE `verifier`, authenticating as `client` (Basic).
+async fn redeem_code(
+    server: &TestServer,
+    client: (&str, &str),
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    server
+        .post_form(
+            "/oauth/token",
+            Some(client),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", "https://app.example.com/callback"),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+}
+
 /// Drives the login and consent pages; returns the code.
 async fn sign_in_and_approve(
     server: &TestServer,
@@ -436,20 +458,7 @@ async fn authorization_code_with_pkce_and_oidc(backend: Backend) {
     let exchange = |code: String, verifier: String| {
         let server = &server;
         let secret = secret.clone();
-        async move {
-            server
-                .post_form(
-                    "/oauth/token",
-                    Some(("web", &secret)),
-                    &[
-                        ("grant_type", "authorization_code"),
-                        ("code", &code),
-                        ("redirect_uri", "https://app.example.com/callback"),
-                        ("code_verifier", &verifier),
-                    ],
-                )
-                .await
-        }
+        async move { redeem_code(server, ("web", &secret), &code, &verifier).await }
     };
     let code_for_check = code.clone();
     let response = exchange(code.clone(), verifier.clone()).await;
@@ -1592,21 +1601,7 @@ async fn account_endpoints_take_only_first_party_tokens(backend: Backend) {
     );
     let mut browser = Browser::new(&server);
     let code = sign_in_and_approve(&server, &mut browser, &query, "trent", &password).await;
-    let tokens = json(
-        server
-            .post_form(
-                "/oauth/token",
-                Some(("web", &secret)),
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", "https://app.example.com/callback"),
-                    ("code_verifier", &verifier),
-                ],
-            )
-            .await,
-    )
-    .await;
+    let tokens = json(redeem_code(&server, ("web", &secret), &code, &verifier).await).await;
     let access = tokens["access_token"]
         .as_str()
         .expect("access token")
@@ -1780,20 +1775,10 @@ async fn revoking_a_grant_revokes_its_access_tokens(backend: Backend) {
         let mut browser = Browser::new(&server);
         let code = sign_in_and_approve(&server, &mut browser, &query, "victor", &password).await;
         let redemptions = (0..8).map(|_| {
-            let (server, code, verifier) = (&server, code.clone(), verifier.clone());
+            let (server, code, verifier, secret) =
+                (&server, code.clone(), verifier.clone(), secret.as_str());
             async move {
-                let response = server
-                    .post_form(
-                        "/oauth/token",
-                        basic,
-                        &[
-                            ("grant_type", "authorization_code"),
-                            ("code", &code),
-                            ("redirect_uri", "https://app.example.com/callback"),
-                            ("code_verifier", &verifier),
-                        ],
-                    )
-                    .await;
+                let response = redeem_code(server, ("web", secret), &code, &verifier).await;
                 (response.status().as_u16(), json(response).await)
             }
         });
