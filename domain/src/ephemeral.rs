@@ -157,17 +157,41 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
 return {1, math.floor((now + period - new_tat) / interval), new_tat - now, 0}
 ";
 
-/// A failed login: KEYS failures, level, lock; ARGV attempts, window, base, max (ms).
-/// Returns the lockout length in ms when this failure locks the account, else 0.
-static FAILURE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FAILURE_LUA));
-const FAILURE_LUA: &str = r"
+/// What a login attempt may do, decided before the password is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Check the password; this is failure number `n` of the window if it is wrong
+    /// (pass it to [`Ephemeral::login_failed`]).
+    Proceed(u32),
+    /// The account is locked for this many ms: do not check the password.
+    Locked(i64),
+    /// Other attempts in flight already use the whole budget: do not check the
+    /// password. Answered as a lockout of about this many ms.
+    Exhausted(i64),
+}
+
+/// Starts a login attempt: KEYS failures, lock; ARGV attempts, window (ms).
+/// Returns {0, n} (proceed as attempt n), {1, ms} (locked) or {2, 0} (budget used up).
+/// The attempt is counted before the password is verified, so concurrent attempts
+/// cannot all pass a check made before any of them failed.
+static BEGIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BEGIN_LUA));
+const BEGIN_LUA: &str = r"
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then return {1, ttl} end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n < tonumber(ARGV[1]) then return 0 end
+if n > tonumber(ARGV[1]) then return {2, 0} end
+return {0, n}
+";
+
+/// The attempt that used the last of the budget failed: KEYS failures, level, lock;
+/// ARGV base, max (ms). Locks for base doubled per lockout in a row, capped; returns it.
+static LOCK_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(LOCK_LUA));
+const LOCK_LUA: &str = r"
 redis.call('DEL', KEYS[1])
 local level = redis.call('INCR', KEYS[2])
-local max = tonumber(ARGV[4])
-local d = tonumber(ARGV[3])
+local max = tonumber(ARGV[2])
+local d = tonumber(ARGV[1])
 for i = 2, level do
   d = d * 2
   if d >= max then break end
@@ -193,29 +217,31 @@ impl Memory {
         decision
     }
 
-    fn locked_ms(&self, key: &str, now: i64) -> Option<i64> {
-        let map = self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .map(|s| s.locked_until - now)
-            .filter(|ms| *ms > 0)
-    }
-
-    fn record_failure(&self, key: &str, policy: &LockoutPolicy, now: i64) -> Option<i64> {
+    fn begin_attempt(&self, key: &str, policy: &LockoutPolicy, now: i64) -> Attempt {
         let mut map = self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > SWEEP_ABOVE {
-            map.retain(|_, s| s.window_end > now || s.level_end > now);
+            map.retain(|_, s| s.window_end > now || s.level_end > now || s.locked_until > now);
         }
         let state = map.entry(key.to_owned()).or_default();
+        if state.locked_until > now {
+            return Attempt::Locked(state.locked_until - now);
+        }
         if state.window_end <= now {
             state.failures = 0;
             state.window_end = now + millis(policy.window);
         }
+        state.failures = state.failures.saturating_add(1);
+        if state.failures > policy.attempts {
+            return Attempt::Exhausted(policy.duration_ms(1));
+        }
+        Attempt::Proceed(state.failures)
+    }
+
+    fn lock(&self, key: &str, policy: &LockoutPolicy, now: i64) -> i64 {
+        let mut map = self.lockouts.lock().unwrap_or_else(|p| p.into_inner());
+        let state = map.entry(key.to_owned()).or_default();
         if state.level_end <= now {
             state.level = 0;
-        }
-        state.failures += 1;
-        if state.failures < policy.attempts {
-            return None;
         }
         state.failures = 0;
         state.window_end = now;
@@ -223,7 +249,7 @@ impl Memory {
         let duration = policy.duration_ms(state.level);
         state.locked_until = now + duration;
         state.level_end = now + duration + millis(policy.max_duration);
-        Some(duration)
+        duration
     }
 
     fn clear_failures(&self, key: &str) {
@@ -376,54 +402,71 @@ impl Ephemeral {
         }
     }
 
-    /// Milliseconds the account `login` (normalized) stays locked, if it is.
-    pub async fn locked_for(&self, login: &str, now_ms: i64) -> Result<Option<i64>> {
+    /// Starts a login attempt on the account `login` (normalized): counted before the
+    /// password is checked, so a burst of concurrent attempts gets no more checks than
+    /// the policy allows, whichever replica each lands on.
+    pub async fn begin_login(
+        &self,
+        login: &str,
+        policy: &LockoutPolicy,
+        now_ms: i64,
+    ) -> Result<Attempt> {
         match self {
-            Self::Memory(memory) => Ok(memory.locked_ms(login, now_ms)),
+            Self::Memory(memory) => Ok(memory.begin_attempt(login, policy, now_ms)),
             Self::Redis(store) => {
                 let mut conn = store.conn.clone();
-                let result = redis::cmd("PTTL")
-                    .arg(format!("{}lock:{login}", store.prefix))
-                    .query_async::<i64>(&mut conn)
+                let p = &store.prefix;
+                let result = BEGIN_SCRIPT
+                    .key(format!("{p}fail:{login}"))
+                    .key(format!("{p}lock:{login}"))
+                    .arg(policy.attempts)
+                    .arg(millis(policy.window))
+                    .invoke_async::<(i64, i64)>(&mut conn)
                     .await;
                 match result {
-                    Ok(ms) => Ok((ms > 0).then_some(ms)),
+                    Ok((0, n)) => Ok(Attempt::Proceed(u32::try_from(n).unwrap_or(u32::MAX))),
+                    Ok((1, ms)) => Ok(Attempt::Locked(ms)),
+                    Ok(_) => Ok(Attempt::Exhausted(policy.duration_ms(1))),
                     Err(err) => {
                         store.degraded(&err)?;
-                        Ok(store.fallback.locked_ms(login, now_ms))
+                        Ok(store.fallback.begin_attempt(login, policy, now_ms))
                     }
                 }
             }
         }
     }
 
-    /// Records a failed login; returns the lockout length (ms) when this one locks.
-    pub async fn record_login_failure(
+    /// The password of attempt `n` (from [`Ephemeral::begin_login`]) was wrong. The
+    /// attempt was already counted; when it used the last of the budget the account is
+    /// locked, and the lockout length (ms) is returned.
+    pub async fn login_failed(
         &self,
         login: &str,
+        n: u32,
         policy: &LockoutPolicy,
         now_ms: i64,
     ) -> Result<Option<i64>> {
+        if n < policy.attempts {
+            return Ok(None);
+        }
         match self {
-            Self::Memory(memory) => Ok(memory.record_failure(login, policy, now_ms)),
+            Self::Memory(memory) => Ok(Some(memory.lock(login, policy, now_ms))),
             Self::Redis(store) => {
                 let mut conn = store.conn.clone();
                 let p = &store.prefix;
-                let result = FAILURE_SCRIPT
+                let result = LOCK_SCRIPT
                     .key(format!("{p}fail:{login}"))
                     .key(format!("{p}lvl:{login}"))
                     .key(format!("{p}lock:{login}"))
-                    .arg(policy.attempts)
-                    .arg(millis(policy.window))
                     .arg(millis(policy.duration))
                     .arg(millis(policy.max_duration))
                     .invoke_async::<i64>(&mut conn)
                     .await;
                 match result {
-                    Ok(ms) => Ok((ms > 0).then_some(ms)),
+                    Ok(ms) => Ok(Some(ms)),
                     Err(err) => {
                         store.degraded(&err)?;
-                        Ok(store.fallback.record_failure(login, policy, now_ms))
+                        Ok(Some(store.fallback.lock(login, policy, now_ms)))
                     }
                 }
             }
@@ -583,16 +626,41 @@ mod tests {
         assert_eq!(policy.duration_ms(3), 25_000);
         assert_eq!(policy.duration_ms(300), 25_000);
         let memory = Memory::default();
-        assert_eq!(memory.record_failure("a", &policy, 0), None);
-        assert_eq!(memory.record_failure("a", &policy, 1), Some(10_000));
-        assert_eq!(memory.locked_ms("a", 5_001), Some(5_000));
-        assert_eq!(memory.locked_ms("a", 10_001), None);
-        assert_eq!(memory.record_failure("a", &policy, 10_002), None);
-        assert_eq!(memory.record_failure("a", &policy, 10_003), Some(20_000));
+        assert_eq!(memory.begin_attempt("a", &policy, 0), Attempt::Proceed(1));
+        assert_eq!(memory.begin_attempt("a", &policy, 1), Attempt::Proceed(2));
+        // A third attempt while the second is still being checked: no check at all.
+        assert_eq!(
+            memory.begin_attempt("a", &policy, 1),
+            Attempt::Exhausted(10_000)
+        );
+        assert_eq!(memory.lock("a", &policy, 1), 10_000);
+        assert_eq!(
+            memory.begin_attempt("a", &policy, 5_001),
+            Attempt::Locked(5_000)
+        );
+        assert_eq!(
+            memory.begin_attempt("a", &policy, 10_002),
+            Attempt::Proceed(1)
+        );
+        assert_eq!(
+            memory.begin_attempt("a", &policy, 10_003),
+            Attempt::Proceed(2)
+        );
+        assert_eq!(
+            memory.lock("a", &policy, 10_003),
+            20_000,
+            "a second lockout in a row doubles"
+        );
         memory.clear_failures("a");
-        assert_eq!(memory.locked_ms("a", 10_004), None);
+        assert_eq!(
+            memory.begin_attempt("a", &policy, 10_004),
+            Attempt::Proceed(1)
+        );
         // Failures outside the window start over.
-        assert_eq!(memory.record_failure("b", &policy, 0), None);
-        assert_eq!(memory.record_failure("b", &policy, 60_001), None);
+        assert_eq!(memory.begin_attempt("b", &policy, 0), Attempt::Proceed(1));
+        assert_eq!(
+            memory.begin_attempt("b", &policy, 60_001),
+            Attempt::Proceed(1)
+        );
     }
 }

@@ -22,7 +22,6 @@ pub const ROUTES: &[&str] = &[
     "/",
     "/health",
     "/ready",
-    "/metrics",
     "/.well-known/jwks.json",
     "/.well-known/oauth-authorization-server",
     "/.well-known/openid-configuration",
@@ -45,9 +44,9 @@ pub const ROUTES: &[&str] = &[
     "/userinfo",
 ];
 
-/// Probes and scrapes are never limited: a limited `/ready` would take pods out of
-/// service under load, exactly when they are needed.
-pub const EXEMPT: [&str; 3] = ["/health", "/ready", "/metrics"];
+/// Probes are never limited: a limited `/ready` would take pods out of service under
+/// load, exactly when they are needed. (`/metrics` is on its own listener, unlimited.)
+pub const EXEMPT: [&str; 2] = ["/health", "/ready"];
 
 /// The configured limits, resolved once. `None` rates are off.
 #[derive(Debug, Default)]
@@ -56,6 +55,8 @@ pub struct Limits {
     /// Route template -> its rate (`None`: not limited), overriding `default`.
     pub routes: HashMap<String, Option<Rate>>,
     pub account: Option<Rate>,
+    /// Password checks per client IP, every password route together.
+    pub password: Option<Rate>,
     pub client: Option<Rate>,
     /// The proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -81,6 +82,17 @@ pub async fn check_account(core: &Core, login: &str) -> Result<()> {
     match core.limits.account {
         Some(rate) => check(core, "account", &format!("acct:{login}"), rate).await,
         None => Ok(()),
+    }
+}
+
+/// Counts a password check against the client IP, one budget for every route that
+/// checks a password (`/auth/login`, the password grant, the sign-in form of
+/// `/oauth/authorize`, `/auth/change-password`), so the route with the loosest per-route
+/// limit is no way around the login limit. No IP (served without connect info): no count.
+pub async fn check_password_ip(core: &Core, ip: Option<IpAddr>) -> Result<()> {
+    match (core.limits.password, ip) {
+        (Some(rate), Some(ip)) => check(core, "password", &format!("pw:{ip}"), rate).await,
+        _ => Ok(()),
     }
 }
 

@@ -74,9 +74,10 @@ impl Hasher {
         let matched = tokio::task::spawn_blocking(move || verify_blocking(&password, &stored))
             .await
             .context("verify task")??;
+        // An unknown user counts as a mismatch: no label tells who has an account.
         metrics::counter!(
             "latchkey_password_verifications_total",
-            "result" => if !known { "unknown_user" } else if matched { "match" } else { "mismatch" }
+            "result" => if matched && known { "match" } else { "mismatch" }
         )
         .increment(1);
         Ok(matched && known)

@@ -157,15 +157,31 @@ impl App {
         self.router.clone()
     }
 
-    /// Serves on `listener` until `shutdown` resolves, drains for `shutdown_drain` (see
-    /// [`crate::drain`]), then finishes the requests in flight.
+    /// Serves the API on `listener` and `/metrics` on `metrics` (when given) until
+    /// `shutdown` resolves, drains for `shutdown_drain` (see [`crate::drain`]), then
+    /// finishes the requests in flight. The metrics listener stays up until then, so the
+    /// drain can be watched.
     pub async fn serve(
         self,
         listener: TcpListener,
+        metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, issuer = %self.state.settings.issuer, "listening");
+        let metrics = match metrics {
+            Some(metrics) => {
+                let addr = metrics.local_addr()?;
+                tracing::info!(%addr, "metrics listening");
+                let router = routes::meta::metrics_router(self.state.clone());
+                Some(AbortOnDrop(tokio::spawn(async move {
+                    if let Err(err) = axum::serve(metrics, router).await {
+                        tracing::error!(error = %err, "metrics listener failed");
+                    }
+                })))
+            }
+            None => None,
+        };
         let draining = Drain::default();
         // The peer address is what per-IP rate limits count against.
         let service = self
@@ -180,8 +196,18 @@ impl App {
             .with_graceful_shutdown(draining.after(shutdown, self.shutdown_drain))
             .await
             .context("serving HTTP")?;
+        drop(metrics);
         self.state.db.close().await;
         Ok(())
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -293,6 +319,7 @@ fn limits(config: &Config) -> Limits {
         default: config.rate_limit_default.0,
         routes: config.rate_limit_routes.0.iter().cloned().collect(),
         account: config.rate_limit_account.0,
+        password: config.rate_limit_password.0,
         client: config.rate_limit_client.0,
         trusted_proxies: config.trusted_proxies.0.clone(),
     }

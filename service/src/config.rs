@@ -18,6 +18,12 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address and port of the metrics listener (`/metrics`, Prometheus text), or `off`.
+    /// Apart from the API so that only the scraper can reach it: metrics describe the
+    /// traffic of every user. Keep it on loopback or behind a network policy.
+    #[arg(long = "metrics-listen", env = "LATCHKEY_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
+    pub metrics_listen: Listen,
+
     /// Public base URL of this service: the `iss` of every token and the base of the
     /// discovery document. Defaults to http://<LATCHKEY_LISTEN>.
     #[arg(long, env = "LATCHKEY_ISSUER")]
@@ -210,6 +216,12 @@ pub struct Config {
     #[arg(long = "rate-limiting-account", env = "RATE_LIMITING_ACCOUNT", default_value = "20 per minute", value_parser = parse_limit)]
     pub rate_limit_account: Limit,
 
+    /// Password checks per client IP, counted together over every route that checks a
+    /// password (`/auth/login`, the password grant, the sign-in form of
+    /// `/oauth/authorize`, `/auth/change-password`), or `off`.
+    #[arg(long = "rate-limiting-password", env = "RATE_LIMITING_PASSWORD", default_value = "60 per minute", value_parser = parse_limit)]
+    pub rate_limit_password: Limit,
+
     /// Token-endpoint requests per authenticated OAuth client, or `off`.
     #[arg(long = "rate-limiting-client", env = "RATE_LIMITING_CLIENT", default_value = "600 per minute", value_parser = parse_limit)]
     pub rate_limit_client: Limit,
@@ -262,6 +274,21 @@ pub enum RedisFailure {
 }
 
 pub use latchkey_domain::limits::Rate;
+
+/// A listener setting: `None` is `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+fn parse_listen(value: &str) -> Result<Listen, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Listen(None));
+    }
+    value
+        .parse()
+        .map(|addr| Listen(Some(addr)))
+        .map_err(|_| format!("{value:?} is not an address and port (127.0.0.1:9464) or off"))
+}
 
 /// A rate limit setting: `None` is `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! Extractors whose rejections speak our error format.
 
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -10,6 +12,19 @@ use latchkey_store::users::{self, User};
 
 use crate::error::Error;
 use crate::state::AppState;
+
+/// The client IP the request counts against (see [`crate::middleware`]), or `None` when
+/// the router was served without connect info (tests driving it in process).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ClientAddr>().and_then(|c| c.0)))
+    }
+}
 
 impl Bearer {
     /// Refuses a token issued to a registered client (403 `insufficient_scope`): the

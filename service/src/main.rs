@@ -215,7 +215,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding LATCHKEY_LISTEN {}", config.listen))?;
-    app.serve(listener, shutdown_signal()).await
+    let metrics = match config.metrics_listen.0 {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding LATCHKEY_METRICS_LISTEN {addr}"))?,
+        ),
+        None => None,
+    };
+    app.serve(listener, metrics, shutdown_signal()).await
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ use latchkey_domain::limits::{self, Limits};
 use latchkey_store::now_ms;
 
 use crate::error::{Error, write_rate_headers};
+use crate::extract::ClientAddr;
 use crate::state::AppState;
 
 /// Which address a request counts against: the HTTP half of the domain's [`Limits`].
@@ -55,19 +56,22 @@ impl ClientIp for Limits {
 
 /// Counts the request against its client IP and route; refuses with 429 beyond the
 /// limit and adds the `RateLimit-*` headers to every limited route's answer.
-pub async fn by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(route) = request.extensions().get::<MatchedPath>().cloned() else {
-        return next.run(request).await;
-    };
-    let Some(rate) = state.limits.for_route(route.as_str()) else {
-        return next.run(request).await;
-    };
+/// The client IP is also left in the request's extensions ([`ClientAddr`]) for the
+/// limits counted further in (password checks).
+pub async fn by_ip(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     // Without a peer address (the router served without connect info) there is no
     // client to count against.
     let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
         return next.run(request).await;
     };
     let ip = state.limits.client_ip(peer.ip(), request.headers());
+    request.extensions_mut().insert(ClientAddr(Some(ip)));
+    let Some(route) = request.extensions().get::<MatchedPath>().cloned() else {
+        return next.run(request).await;
+    };
+    let Some(rate) = state.limits.for_route(route.as_str()) else {
+        return next.run(request).await;
+    };
     let key = format!("ip:{}:{ip}", route.as_str());
     match state.ephemeral.rate_limit(&key, rate, now_ms()).await {
         Ok(decision) if decision.allowed => {

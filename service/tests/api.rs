@@ -43,7 +43,7 @@ async fn every_listed_route_template_is_served() {
             .status();
         assert_ne!(status, 500, "{template}");
     }
-    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    let metrics = server.metrics().await;
     for template in latchkey::routes::TEMPLATES {
         assert!(
             metrics.contains(&format!(r#"route="{template}""#)),
@@ -691,7 +691,7 @@ async fn metadata_health_ready_metrics_and_headers(backend: Backend) {
     assert_eq!(root["name"], "latchkey");
 
     server.register_and_login("mallory").await;
-    let metrics = server.get("/metrics").await;
+    let metrics = server.metrics_response().await;
     assert_eq!(metrics.status(), 200);
     assert!(
         metrics.headers()["content-type"]
@@ -700,6 +700,8 @@ async fn metadata_health_ready_metrics_and_headers(backend: Backend) {
             .starts_with("text/plain")
     );
     let text = metrics.text().await.expect("text");
+    // Only on the metrics listener: metrics describe every user's traffic.
+    assert_eq!(server.get("/metrics").await.status(), 404);
     assert!(
         text.contains(
             r#"latchkey_http_requests_total{route="/auth/login",method="POST",status="200"}"#

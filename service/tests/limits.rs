@@ -10,9 +10,11 @@ use latchkey_domain::clients::ClientInput;
 use serde_json::{Value, json};
 
 /// Flags that leave only what a test sets: lockout and every rate limit off.
-const QUIET: [&str; 8] = [
+const QUIET: [&str; 10] = [
     "--account-lockout-attempts",
     "0",
+    "--rate-limiting-password",
+    "off",
     "--rate-limiting-default",
     "off",
     "--rate-limiting-account",
@@ -371,7 +373,7 @@ async fn rate_limit_per_ip(backend: Backend) {
 
     // Another route has its own bucket; probes are never limited.
     assert_eq!(server.get("/.well-known/jwks.json").await.status(), 200);
-    for path in ["/health", "/ready", "/metrics"] {
+    for path in ["/health", "/ready"] {
         for _ in 0..5 {
             let response = server.get(path).await;
             assert_eq!(response.status(), 200, "{path}");
@@ -508,7 +510,117 @@ async fn forwarded_for_only_from_trusted_proxies(backend: Backend) {
     assert_eq!(get_from(&server, "192.0.2.2").await, 429);
 }
 
+/// 20 wrong passwords at once: only as many are checked as the threshold allows. Each
+/// attempt is counted before its password is verified, so the first four fail plainly,
+/// the fifth locks, and the fifteen beyond are answered as locked (`Retry-After`)
+/// without a check. Counting after the check let all twenty through (and locked, then
+/// counted again from zero, so 16 plain failures), and accepted the right password
+/// sent after 14 wrong ones in the same burst.
+async fn concurrent_guesses_get_no_more_checks_than_the_threshold(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &flags(&[
+            "--account-lockout-attempts",
+            "5",
+            "--account-lockout-duration",
+            "1m",
+        ]),
+    )
+    .await;
+    let password = server.register("olga").await;
+    let burst = (0..20).map(|i| {
+        let server = &server;
+        // Username and email alike: one account, one count.
+        let name = if i % 2 == 0 {
+            "olga"
+        } else {
+            "olga@example.com"
+        };
+        async move { failed(login(server, name, "wrong password").await).await }
+    });
+    let answers = futures::future::join_all(burst).await;
+    let plain = answers.iter().filter(|(_, retry)| retry.is_none()).count();
+    assert_eq!(
+        plain, 4,
+        "{backend:?}: failures answered without a lockout (the threshold is 5)"
+    );
+    let (_, retry) = failed(login(&server, "olga", &password).await).await;
+    assert!(
+        retry.is_some(),
+        "{backend:?}: the right password after the burst is locked out"
+    );
+}
+
+/// Every route that checks a password draws on one per-IP budget
+/// (`RATE_LIMITING_PASSWORD`): the login form of `/oauth/authorize` and the password
+/// grant are no way around the `/auth/login` limit.
+async fn every_password_route_shares_one_budget(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &flags(&["--rate-limiting-password", "3 per minute"]),
+    )
+    .await;
+    let password = server.register("pavel").await;
+    web_client(&server).await;
+    let (_, secret) = server
+        .client(ClientInput {
+            client_id: Some("legacy".into()),
+            grant_types: Some(vec!["password".into()]),
+            scopes: Some(vec!["profile".into()]),
+            ..ClientInput::default()
+        })
+        .await;
+    let secret = secret.expect("confidential");
+    let grant = |password: String| {
+        let server = &server;
+        let secret = secret.clone();
+        async move {
+            server
+                .post_form(
+                    "/oauth/token",
+                    Some(("legacy", &secret)),
+                    &[
+                        ("grant_type", "password"),
+                        ("username", "pavel"),
+                        ("password", &password),
+                    ],
+                )
+                .await
+                .status()
+        }
+    };
+    assert_eq!(
+        login(&server, "pavel", "wrong password").await.status(),
+        401
+    );
+    assert_eq!(grant("wrong password".into()).await, 400);
+    assert_eq!(
+        submit_login_page(&server, "pavel", "wrong password")
+            .await
+            .status(),
+        401
+    );
+    // The budget of this IP is spent, on every route, even with the right password.
+    let refused = login(&server, "pavel", &password).await;
+    assert_eq!(refused.status(), 429, "{backend:?}: /auth/login");
+    assert!(retry_after(&refused).is_some());
+    assert_eq!(
+        grant(password.clone()).await,
+        429,
+        "{backend:?}: password grant"
+    );
+    assert_eq!(
+        submit_login_page(&server, "pavel", &password)
+            .await
+            .status(),
+        429,
+        "{backend:?}: login form"
+    );
+}
+
 both_backends!(
+    concurrent_guesses_get_no_more_checks_than_the_threshold,
+    every_password_route_shares_one_budget,
     lockout_after_failures,
     login_page_while_locked,
     login_page_over_the_account_limit,
@@ -694,7 +806,7 @@ async fn redis_stopped_mid_test() {
     assert_eq!(ready.status(), 503);
     let ready: Value = ready.json().await.expect("json");
     assert_eq!(ready["checks"]["redis"], "unavailable");
-    let metrics = open.get("/metrics").await.text().await.expect("text");
+    let metrics = open.metrics().await;
     assert!(
         metrics.contains("latchkey_rate_limit_backend_errors_total"),
         "metric missing"

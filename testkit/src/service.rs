@@ -13,6 +13,9 @@ pub struct Service {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     pub addr: std::net::SocketAddr,
+    /// `http://127.0.0.1:<port>` of the metrics listener: a fresh loopback port whenever
+    /// the settings have one (`LATCHKEY_METRICS_LISTEN` not `off`).
+    pub metrics_base: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -37,10 +40,25 @@ impl Service {
                 .map_err(io("binding 127.0.0.1:0"))?,
         };
         let addr = listener.local_addr().map_err(io("listener address"))?;
+        let metrics = match settings.metrics_listen.0 {
+            Some(_) => Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(io("binding 127.0.0.1:0"))?,
+            ),
+            None => None,
+        };
+        let metrics_base = match &metrics {
+            Some(l) => Some(format!(
+                "http://{}",
+                l.local_addr().map_err(io("listener address"))?
+            )),
+            None => None,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = app
-                .serve(listener, async move {
+                .serve(listener, metrics, async move {
                     let _ = rx.await;
                 })
                 .await;
@@ -48,6 +66,7 @@ impl Service {
         Ok(Self {
             base: format!("http://{addr}"),
             addr,
+            metrics_base,
             shutdown: Some(tx),
             task: Some(task),
         })

@@ -155,6 +155,7 @@ Secrets only.
 {{- $v := .Values }}
 {{- $plain := dict
   "LATCHKEY_LISTEN" "0.0.0.0:8080"
+  "LATCHKEY_METRICS_LISTEN" (printf "0.0.0.0:%v" $v.metrics.port)
   "LATCHKEY_ISSUER" (include "latchkey.issuer" .)
   "LATCHKEY_DATA_DIR" "/var/lib/latchkey"
   "LATCHKEY_KEYS_DIR" "/etc/latchkey/keys"

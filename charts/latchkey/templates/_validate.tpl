@@ -12,6 +12,9 @@ names the values to change.
 {{- if and $v.operator.enabled $v.operator.leaderElection.enabled (lt (include "latchkey.seconds" $v.operator.leaderElection.leaseDuration | int64) 2) }}
 {{- fail (printf "operator.leaderElection.leaseDuration (%s) must be at least 2s: the operator refuses to start otherwise" (toString $v.operator.leaderElection.leaseDuration)) }}
 {{- end }}
+{{- if eq (int $v.metrics.port) 8080 }}
+{{- fail "metrics.port must not be 8080: that is the API's port, and /metrics is served apart from the API" }}
+{{- end }}
 {{- if $v.signingKey.create }}
 {{- if ge (include "latchkey.seconds" $v.signingKey.prePublish | int64) (include "latchkey.seconds" $v.signingKey.rotationInterval | int64) }}
 {{- fail (printf "signingKey.prePublish (%s) must be shorter than signingKey.rotationInterval (%s): a new key is published prePublish before the active one has signed for rotationInterval" (toString $v.signingKey.prePublish) (toString $v.signingKey.rotationInterval)) }}

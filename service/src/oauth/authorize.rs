@@ -21,6 +21,7 @@ use latchkey_store::{browser_sessions, now_ms};
 use subtle::ConstantTimeEq;
 
 use super::form::Params;
+use crate::extract::ClientAddr;
 use crate::pages::{self, error_page};
 use crate::state::AppState;
 
@@ -251,6 +252,7 @@ async fn proceed(
 
 async fn authorize_post(
     State(app): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
@@ -268,7 +270,7 @@ async fn authorize_post(
         Some("login") => {
             let username = params.get("username").unwrap_or_default();
             let password = params.get("password").unwrap_or_default().to_owned();
-            match login::verify(&app, username, password).await {
+            match login::verify(&app, username, password, ip).await {
                 Ok(user) => {
                     let now = now_ms();
                     let Ok(session_id) = random_token(32) else {

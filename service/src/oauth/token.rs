@@ -1,6 +1,8 @@
 //! `POST /oauth/token` (RFC 6749 §3.2) with the `authorization_code` (+ PKCE, RFC 7636),
 //! `client_credentials`, `refresh_token` and `password` grants.
 
+use std::net::IpAddr;
+
 use std::time::Duration;
 
 use axum::extract::State;
@@ -23,6 +25,7 @@ use subtle::ConstantTimeEq;
 
 use super::form::Params;
 use super::{OAuthError, client_auth, no_store};
+use crate::extract::ClientAddr;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -66,6 +69,7 @@ impl IntoResponse for TokenBody {
 
 async fn token(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     params: Params,
 ) -> Result<TokenBody, OAuthError> {
@@ -87,7 +91,7 @@ async fn token(
         GrantType::AuthorizationCode => authorization_code(&state, &client, &params).await,
         GrantType::ClientCredentials => client_credentials(&state, &client, &params).await,
         GrantType::RefreshToken => refresh_token(&state, &client, &params).await,
-        GrantType::Password => password(&state, &client, &params).await,
+        GrantType::Password => password(&state, &client, &params, ip).await,
     };
     metrics::counter!(
         "latchkey_token_requests_total",
@@ -136,11 +140,12 @@ async fn password(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
+    ip: Option<IpAddr>,
 ) -> Result<TokenBody, OAuthError> {
     let username = params.require("username")?;
     let password = params.require("password")?.to_owned();
     let scope = scopes::resolve(params.get("scope"), &client.scopes)?;
-    let user = login::check(state, username, password).await?;
+    let user = login::check(state, username, password, ip).await?;
     let family_id = uuid::Uuid::new_v4().to_string();
     issue_for_user(state, client, &user, &scope, &family_id, None).await
 }

@@ -13,7 +13,7 @@ use latchkey_store::users::{self, User};
 use serde::Deserialize;
 
 use crate::error::Result;
-use crate::extract::{ApiJson, Bearer};
+use crate::extract::{ApiJson, Bearer, ClientAddr};
 use crate::oauth::token::TokenBody;
 use crate::routes::users::Profile;
 use crate::state::AppState;
@@ -97,9 +97,10 @@ struct LoginRequest {
 
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<TokenBody> {
-    let user = login::check(&state, &req.username, req.password).await?;
+    let user = login::check(&state, &req.username, req.password, ip).await?;
     let family_id = uuid::Uuid::new_v4().to_string();
     let refresh_token = sessions::start(
         &state,

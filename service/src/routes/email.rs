@@ -19,7 +19,7 @@ use latchkey_domain::{Error, accounts, limits, passwords};
 use latchkey_store::users;
 
 use crate::error::Result;
-use crate::extract::{ApiJson, Bearer};
+use crate::extract::{ApiJson, Bearer, ClientAddr};
 use crate::pages;
 use crate::state::AppState;
 
@@ -250,12 +250,14 @@ async fn confirm_reset(
 /// revoked, the calling session keeps working.
 async fn change_password(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     bearer: Bearer,
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> Result<StatusCode> {
     bearer.first_party()?;
     let user = bearer.user(&state).await?;
     let key = users::normalize(&user.username);
+    limits::check_password_ip(&state, ip).await?;
     limits::check_account(&state, &key).await?;
     if req.current_password.len() > passwords::MAX_LENGTH * 4
         || !state

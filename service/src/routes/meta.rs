@@ -1,4 +1,5 @@
-//! `/`, `/health`, `/ready` and `/metrics`.
+//! `/`, `/health` and `/ready` on the API listener; `/metrics` on its own listener
+//! ([`metrics_router`]).
 
 use std::time::Duration;
 
@@ -16,7 +17,15 @@ pub fn router() -> Router<AppState> {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
+}
+
+/// The metrics listener's router: `/metrics` only, no limits (scrapes are never
+/// limited), and the API's security headers do not matter to a scraper.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
+        .fallback(|| async { crate::error::Error(latchkey_domain::Error::NotFound) })
+        .with_state(state)
 }
 
 async fn root(State(state): State<AppState>) -> Json<Value> {

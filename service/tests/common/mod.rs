@@ -219,6 +219,27 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /metrics` on the metrics listener.
+    pub async fn metrics_response(&self) -> reqwest::Response {
+        let base = self
+            .service
+            .metrics_base
+            .as_deref()
+            .expect("a metrics listener");
+        self.http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The metrics text of the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let response = self.metrics_response().await;
+        assert_eq!(response.status(), 200, "/metrics");
+        response.text().await.expect("metrics")
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url(path))
