@@ -44,6 +44,8 @@ use serde::{Deserialize, Serialize};
         .message("public clients use tokenEndpointAuthMethod none; confidential clients client_secret_basic or client_secret_post"),
     validation = Rule::new("(has(self.secretName) ? self.secretName : '') == (has(oldSelf.secretName) ? oldSelf.secretName : '')")
         .message("secretName is immutable: create a new OAuthClient to use another Secret"),
+    validation = Rule::new("!has(self.scopes) || !self.scopes.exists(s, s == 'latchkey:admin')")
+        .message("the latchkey:admin scope is reserved to admin clients, made with the latchkey CLI or the admin API"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
@@ -100,6 +102,12 @@ pub struct OAuthClientSpec {
     /// users are not asked for consent.
     #[serde(default)]
     pub first_party: bool,
+
+    /// A resource server may introspect every access token at /oauth/introspect. Any
+    /// other client introspects only tokens issued to it or naming its client id in
+    /// their audience (RFC 7662 §4).
+    #[serde(default)]
+    pub resource_server: bool,
 
     /// Lifetime of access tokens issued to this client: seconds ("900") or a number with
     /// a unit s, m, h or d ("15m"). Between 60s and 24h. Defaults to the service's

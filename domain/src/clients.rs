@@ -24,6 +24,8 @@ pub struct ClientInput {
     pub scopes: Option<Vec<String>>,
     pub token_endpoint_auth_method: Option<String>,
     pub first_party: Option<bool>,
+    pub admin: Option<bool>,
+    pub resource_server: Option<bool>,
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
     pub audience: Option<String>,
@@ -40,6 +42,8 @@ pub struct ClientView {
     pub scopes: Vec<String>,
     pub token_endpoint_auth_method: AuthMethod,
     pub first_party: bool,
+    pub admin: bool,
+    pub resource_server: bool,
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
     pub audience: Option<String>,
@@ -60,6 +64,8 @@ impl ClientView {
             scopes: record.scopes.clone(),
             token_endpoint_auth_method: record.token_endpoint_auth_method,
             first_party: record.first_party,
+            admin: record.admin,
+            resource_server: record.resource_server,
             access_token_ttl: record.access_token_ttl,
             refresh_token_ttl: record.refresh_token_ttl,
             audience: record.audience.clone(),
@@ -100,6 +106,8 @@ pub fn create(
             AuthMethod::ClientSecretBasic
         },
         first_party: false,
+        admin: false,
+        resource_server: false,
         access_token_ttl: None,
         refresh_token_ttl: None,
         audience: None,
@@ -167,6 +175,12 @@ pub fn apply(record: &mut ClientRecord, input: ClientInput) -> Result<(), Vec<St
     }
     if let Some(v) = input.first_party {
         record.first_party = v;
+    }
+    if let Some(v) = input.admin {
+        record.admin = v;
+    }
+    if let Some(v) = input.resource_server {
+        record.resource_server = v;
     }
     if input.access_token_ttl.is_some() {
         record.access_token_ttl = input.access_token_ttl;
@@ -253,6 +267,23 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
     }
     if record.grant_types.is_empty() {
         problems.push(EMPTY_GRANTS.into());
+    }
+    if record.admin
+        && (record.public
+            || !record.allows_grant(GrantType::ClientCredentials)
+            || !record.scopes.iter().any(|s| s == scopes::ADMIN))
+    {
+        problems.push(format!(
+            "an admin client is confidential, uses client_credentials and holds the {} scope: \
+             admin rights go to the client's own tokens, never to a user's",
+            scopes::ADMIN
+        ));
+    }
+    if !record.admin && record.scopes.iter().any(|s| s == scopes::ADMIN) {
+        problems.push(format!(
+            "the {} scope is only for admin clients (admin: true)",
+            scopes::ADMIN
+        ));
     }
     if record.public && record.allows_grant(GrantType::ClientCredentials) {
         problems.push("public clients cannot use client_credentials".into());

@@ -7,7 +7,7 @@ use crate::error::OAuthError;
 /// Scopes the service itself gives meaning to. Clients may also hold any other
 /// syntactically valid scope for their own resource servers.
 pub const OPENID: &str = "openid";
-pub const ADMIN: &str = "latchkey:admin";
+pub use latchkey_store::protocol::ADMIN_SCOPE as ADMIN;
 
 pub use latchkey_store::clients::is_scope_token as is_valid_token;
 

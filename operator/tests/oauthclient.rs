@@ -495,6 +495,10 @@ async fn invalid_manifests_are_rejected_with_the_rules_message() {
             "scopes are RFC 6749 scope tokens",
         ),
         (
+            "  grantTypes: [client_credentials]\n  scopes: [orders:read, 'latchkey:admin']\n",
+            "the latchkey:admin scope is reserved to admin clients",
+        ),
+        (
             "  grantTypes: [client_credentials]\n  tokenEndpointAuthMethod: none\n",
             "public clients use tokenEndpointAuthMethod none",
         ),

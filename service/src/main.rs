@@ -154,6 +154,14 @@ struct ClientFlags {
     /// Skip the consent page (for the operator's own applications).
     #[arg(long)]
     first_party: bool,
+    /// An admin client: its client-credentials tokens, with the latchkey:admin scope,
+    /// may use the admin API (/oauth/clients). Needs --scope latchkey:admin.
+    #[arg(long)]
+    admin: bool,
+    /// A resource server: may introspect every access token, not only its own or those
+    /// naming it in their audience.
+    #[arg(long)]
+    resource_server: bool,
     /// Access-token lifetime in seconds (default: the service's).
     #[arg(long)]
     access_token_ttl: Option<i64>,
@@ -287,6 +295,8 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
                 ),
                 token_endpoint_auth_method: flags.auth_method,
                 first_party: Some(flags.first_party),
+                admin: Some(flags.admin),
+                resource_server: Some(flags.resource_server),
                 access_token_ttl: flags.access_token_ttl,
                 refresh_token_ttl: flags.refresh_token_ttl,
                 audience: flags.audience,

@@ -16,6 +16,8 @@ both_backends!(
     invalid_client_does_not_tell_which_clients_exist,
     an_oversized_token_request_is_413,
     client_lifetimes_have_the_service_caps,
+    admin_rights_belong_to_the_client_never_to_a_consented_scope,
+    introspection_shows_a_client_only_what_concerns_it,
 );
 
 fn strings(items: &[&str]) -> Option<Vec<String>> {
@@ -57,27 +59,221 @@ async fn post_raw(
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// A token of a client holding `latchkey:admin`, for the admin API.
+/// A token of an admin client (marked `admin`, holding `latchkey:admin`), for the admin
+/// API.
 async fn admin_token(server: &TestServer) -> String {
     let (_, secret) = server
         .client(ClientInput {
             client_id: Some("admin".into()),
             grant_types: strings(&["client_credentials"]),
             scopes: strings(&["latchkey:admin"]),
+            admin: Some(true),
             ..ClientInput::default()
         })
         .await;
-    let secret = secret.expect("secret");
-    let (status, token) = post_raw(
+    token_for(
         server,
+        "admin",
+        &secret.expect("secret"),
+        "grant_type=client_credentials",
+    )
+    .await
+}
+
+/// The access token `/oauth/token` answers to `body`, authenticated as `id`.
+async fn token_for(server: &TestServer, id: &str, secret: &str, body: &str) -> String {
+    let (status, token) = post_raw(server, "/oauth/token", FORM, Some((id, secret)), body).await;
+    assert_eq!(status, 200, "{token}");
+    token["access_token"].as_str().expect("token").to_owned()
+}
+
+/// Finding 4: any self-registered user who could authorize at a client allowed
+/// `latchkey:admin` got a token that created clients. Admin rights now belong to the
+/// subject: the client-credentials token of a client marked `admin`. A user's token
+/// never qualifies, whatever its scope; the scope cannot be given to an unmarked
+/// client; and unmarking a client ends its admin access at once.
+async fn admin_rights_belong_to_the_client_never_to_a_consented_scope(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = admin_token(&server).await;
+    let list = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .get_with_token("/oauth/clients", &token)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(list(admin.clone()).await, 200);
+
+    // The scope is refused to a client that is not marked admin.
+    let create = |body: Value| {
+        let (server, admin) = (&server, admin.clone());
+        async move {
+            let response = server
+                .http
+                .post(server.url("/oauth/clients"))
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = create(serde_json::json!({
+        "client_id": "portal",
+        "grant_types": ["authorization_code", "password"],
+        "redirect_uris": ["https://portal.example.com/cb"],
+        "scopes": ["openid", "latchkey:admin"],
+    }))
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("only for admin clients"),
+        "{body}"
+    );
+
+    // An admin client that also signs users in: a user's token through it, even with
+    // the scope, is not an admin's.
+    let (status, body) = create(serde_json::json!({
+        "client_id": "console",
+        "grant_types": ["client_credentials", "password"],
+        "scopes": ["latchkey:admin"],
+        "admin": true,
+    }))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let secret = body["client_secret"].as_str().expect("secret").to_owned();
+    let password = server.register("eve").await;
+    let user_token = token_for(
+        &server,
+        "console",
+        &secret,
+        &format!("grant_type=password&username=eve&password={password}&scope=latchkey%3Aadmin"),
+    )
+    .await;
+    assert_eq!(
+        list(user_token).await,
+        403,
+        "a user's token is never an admin's"
+    );
+    let console = token_for(&server, "console", &secret, "grant_type=client_credentials").await;
+    assert_eq!(list(console.clone()).await, 200);
+
+    // Unmarked (here straight in the database): the live token stops working at once.
+    let mut record = latchkey_store::clients::get(&server.db, "console")
+        .await
+        .expect("read")
+        .expect("row");
+    record.admin = false;
+    latchkey_store::clients::upsert(&server.db, &record)
+        .await
+        .expect("write");
+    assert_eq!(list(console).await, 403, "{backend:?}");
+}
+
+/// Finding 6 (RFC 7662 §4): any confidential client could introspect any token,
+/// other clients' refresh tokens included. A client now sees an access token issued to
+/// it or naming it as audience, and its own refresh tokens; a client marked
+/// `resource_server` sees every access token, never another client's refresh token.
+/// Everything else is `{"active": false}`, exactly like an unknown token.
+async fn introspection_shows_a_client_only_what_concerns_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut secrets = std::collections::HashMap::new();
+    for (id, grants, audience, resource_server) in [
+        ("app", &["password", "refresh_token"][..], None, false),
+        ("nosy", &["client_credentials"][..], None, false),
+        (
+            "billing",
+            &["client_credentials"][..],
+            Some("orders-api"),
+            false,
+        ),
+        ("orders-api", &["client_credentials"][..], None, false),
+        ("gateway", &["client_credentials"][..], None, true),
+    ] {
+        let (_, secret) = server
+            .client(ClientInput {
+                client_id: Some(id.into()),
+                grant_types: strings(grants),
+                scopes: strings(&["read"]),
+                audience: audience.map(str::to_owned),
+                resource_server: Some(resource_server),
+                ..ClientInput::default()
+            })
+            .await;
+        secrets.insert(id, secret.expect("secret"));
+    }
+    let password = server.register("ruth").await;
+    let (status, tokens) = post_raw(
+        &server,
         "/oauth/token",
         FORM,
-        Some(("admin", &secret)),
+        Some(("app", &secrets["app"])),
+        &format!("grant_type=password&username=ruth&password={password}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let for_orders = token_for(
+        &server,
+        "billing",
+        &secrets["billing"],
         "grant_type=client_credentials",
     )
     .await;
-    assert_eq!(status, 200, "{token}");
-    token["access_token"].as_str().expect("token").to_owned()
+    let active = |caller: &'static str, token: String| {
+        let (server, secret) = (&server, secrets[caller].clone());
+        async move {
+            let (status, body) = post_raw(
+                server,
+                "/oauth/introspect",
+                FORM,
+                Some((caller, &secret)),
+                &format!("token={token}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            if body["active"] == false {
+                assert_eq!(
+                    body,
+                    serde_json::json!({"active": false}),
+                    "nothing else told"
+                );
+            }
+            body["active"] == true
+        }
+    };
+    let cases = [
+        ("app", &access, true),
+        ("app", &refresh, true),
+        ("nosy", &access, false),
+        ("nosy", &refresh, false),
+        ("orders-api", &access, false),
+        ("orders-api", &for_orders, true),
+        ("billing", &for_orders, true),
+        ("nosy", &for_orders, false),
+        ("gateway", &access, true),
+        ("gateway", &for_orders, true),
+        ("gateway", &refresh, false),
+    ];
+    for (caller, token, expected) in cases {
+        assert_eq!(
+            active(caller, token.clone()).await,
+            expected,
+            "{backend:?}: {caller} introspecting {}",
+            &token[..12]
+        );
+    }
 }
 
 /// RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than

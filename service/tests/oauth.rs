@@ -1172,11 +1172,10 @@ async fn discovery_documents(backend: Backend) {
 async fn admin_api_manages_api_clients_only(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (_, secret) = server
-        .client(confidential(
-            "admin",
-            &["client_credentials"],
-            &["latchkey:admin"],
-        ))
+        .client(ClientInput {
+            admin: Some(true),
+            ..confidential("admin", &["client_credentials"], &["latchkey:admin"])
+        })
         .await;
     let (_, plain) = server
         .client(confidential("plain", &["client_credentials"], &["read"]))

@@ -60,6 +60,11 @@ pub struct ClientRecord {
     pub token_endpoint_auth_method: AuthMethod,
     /// Skips the consent page.
     pub first_party: bool,
+    /// Its client-credentials tokens may use the admin API (with `latchkey:admin`).
+    /// Set only by the CLI and the admin API.
+    pub admin: bool,
+    /// May introspect every access token, not only its own or those for its audience.
+    pub resource_server: bool,
     /// Seconds; `None` uses the service default.
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
@@ -179,6 +184,8 @@ fn from_row(row: &AnyRow) -> Result<ClientRecord> {
                 .ok_or_else(|| Error::Corrupt(format!("token_endpoint_auth_method {method:?}")))?
         },
         first_party: get_bool(row, "first_party")?,
+        admin: get_bool(row, "admin")?,
+        resource_server: get_bool(row, "resource_server")?,
         access_token_ttl: row.try_get("access_token_ttl")?,
         refresh_token_ttl: row.try_get("refresh_token_ttl")?,
         audience: row.try_get("audience")?,
@@ -194,7 +201,7 @@ macro_rules! select_where {
         concat!(
             "SELECT client_id, name, secret_hash, previous_secret_hash, previous_secret_expires_at, \
              public, grant_types, redirect_uris, scopes, token_endpoint_auth_method, first_party, \
-             access_token_ttl, refresh_token_ttl, audience, managed_by, owner, created_at, updated_at \
+             admin, resource_server, access_token_ttl, refresh_token_ttl, audience, managed_by, owner, created_at, updated_at \
              FROM oauth_clients ",
             $tail
         )
@@ -222,9 +229,10 @@ macro_rules! insert_sql {
         concat!(
             "INSERT INTO oauth_clients (client_id, name, secret_hash, previous_secret_hash, \
              previous_secret_expires_at, public, grant_types, redirect_uris, scopes, \
-             token_endpoint_auth_method, first_party, access_token_ttl, refresh_token_ttl, \
-             audience, managed_by, owner, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             token_endpoint_auth_method, first_party, admin, resource_server, access_token_ttl, \
+             refresh_token_ttl, audience, managed_by, owner, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20)",
             $tail
         )
     };
@@ -251,7 +259,8 @@ pub async fn upsert(db: &Db, client: &ClientRecord) -> Result<()> {
          previous_secret_expires_at = excluded.previous_secret_expires_at, public = excluded.public, \
          grant_types = excluded.grant_types, redirect_uris = excluded.redirect_uris, \
          scopes = excluded.scopes, token_endpoint_auth_method = excluded.token_endpoint_auth_method, \
-         first_party = excluded.first_party, access_token_ttl = excluded.access_token_ttl, \
+         first_party = excluded.first_party, admin = excluded.admin, \
+         resource_server = excluded.resource_server, access_token_ttl = excluded.access_token_ttl, \
          refresh_token_ttl = excluded.refresh_token_ttl, audience = excluded.audience, \
          managed_by = excluded.managed_by, owner = excluded.owner, updated_at = excluded.updated_at"
     );
@@ -283,6 +292,8 @@ fn bind_all<'q>(
         .bind(c.scopes.join(" "))
         .bind(c.token_endpoint_auth_method.as_str())
         .bind(c.first_party)
+        .bind(c.admin)
+        .bind(c.resource_server)
         .bind(c.access_token_ttl)
         .bind(c.refresh_token_ttl)
         .bind(&c.audience)
@@ -318,6 +329,8 @@ mod tests {
             scopes: vec![],
             token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             first_party: false,
+            admin: false,
+            resource_server: false,
             access_token_ttl: None,
             refresh_token_ttl: None,
             audience: None,

@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The scope of the admin API. Only clients marked `admin` may hold it.
+pub const ADMIN_SCOPE: &str = "latchkey:admin";
+
 /// The lifetimes a client may set for its access tokens, in seconds: the same bounds as
 /// the service's own `OAUTH2_ACCESS_TOKEN_EXPIRES` (60 s to 24 h), for every way of
 /// registering a client (CLI, admin API, `OAuthClient`).

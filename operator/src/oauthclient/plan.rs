@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use k8s_openapi::jiff::Timestamp;
 use latchkey_crds::{OAuthClientSpec, OAuthClientStatus, TokenEndpointAuthMethod, duration};
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy, secret_digest};
-use latchkey_store::protocol::{ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_SECS};
+use latchkey_store::protocol::{ACCESS_TOKEN_TTL_SECS, ADMIN_SCOPE, REFRESH_TOKEN_TTL_SECS};
 
 use crate::context::Settings;
 use crate::controller::{Found, MANAGED_BY_LABEL, MANAGED_BY_VALUE, found, ready_conditions};
@@ -99,6 +99,12 @@ pub fn validate(
         if !is_scope_token(scope) {
             problems.push(format!("{scope:?} is not an RFC 6749 scope token"));
         }
+    }
+    if spec.scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        problems.push(format!(
+            "the {ADMIN_SCOPE} scope is reserved to admin clients, made with the latchkey CLI \
+             or the admin API, never through an OAuthClient resource"
+        ));
     }
     let mut ttl = |field: &str, value: &Option<String>, min: Duration, max: Duration| {
         let value = value.as_deref()?;
@@ -373,6 +379,9 @@ pub fn desired_row(
         scopes: spec.scopes.clone(),
         token_endpoint_auth_method: validated.auth_method.into(),
         first_party: spec.first_party,
+        // Admin rights are never given through a resource a namespace editor writes.
+        admin: false,
+        resource_server: spec.resource_server,
         access_token_ttl: validated.access_token_ttl,
         refresh_token_ttl: validated.refresh_token_ttl,
         audience: spec.audience.clone(),
@@ -583,6 +592,7 @@ mod tests {
             public: false,
             token_endpoint_auth_method: None,
             first_party: false,
+            resource_server: false,
             access_token_ttl: None,
             refresh_token_ttl: None,
             audience: None,
@@ -634,6 +644,18 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("accessTokenTTL 30s")));
         assert!(problems.iter().any(|p| p.contains("refreshTokenTTL 400d")));
         assert!(problems.iter().any(|p| p.contains("overlap 31d")));
+    }
+
+    #[test]
+    fn the_admin_scope_is_never_given_through_a_resource() {
+        let mut s = spec();
+        s.scopes = vec!["orders:read".into(), ADMIN_SCOPE.into()];
+        let problems = validate(&s, "orders", &settings()).expect_err("refused");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("reserved to admin clients"),
+            "{problems:?}"
+        );
     }
 
     #[test]

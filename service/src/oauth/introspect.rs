@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use latchkey_store::clients::ClientRecord;
 use latchkey_store::now_ms;
 use latchkey_store::refresh_tokens;
 use serde_json::{Value, json};
@@ -27,9 +28,12 @@ fn inactive() -> Value {
     json!({ "active": false })
 }
 
-/// Any confidential client may introspect. Unknown, expired, revoked or malformed
-/// tokens are all `{"active": false}`, whatever the hint says; the hint only picks which
-/// kind is tried first.
+/// Any confidential client may introspect, but only what concerns it (RFC 7662 §4): an
+/// access token issued to it or naming its client id as audience, a refresh token issued
+/// to it; a client marked `resource_server` sees every access token (never other
+/// clients' refresh tokens, which only their own client ever presents). Unknown,
+/// expired, revoked, malformed or someone else's tokens are all `{"active": false}`,
+/// whatever the hint says; the hint only picks which kind is tried first.
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -44,16 +48,16 @@ async fn introspect(
     let token = params.require("token")?;
     let refresh_first = params.get("token_type_hint") == Some("refresh_token");
     let body = if refresh_first {
-        match describe_refresh(&state, token).await? {
+        match describe_refresh(&state, &client, token).await? {
             Some(body) => body,
-            None => describe_access(&state, token)
+            None => describe_access(&state, &client, token)
                 .await?
                 .unwrap_or_else(inactive),
         }
     } else {
-        match describe_access(&state, token).await? {
+        match describe_access(&state, &client, token).await? {
             Some(body) => body,
-            None => describe_refresh(&state, token)
+            None => describe_refresh(&state, &client, token)
                 .await?
                 .unwrap_or_else(inactive),
         }
@@ -67,7 +71,11 @@ async fn username_of(state: &AppState, sub: &str) -> Result<Option<String>, OAut
     Ok(users::find_by_id(&state.db, sub).await?.map(|u| u.username))
 }
 
-async fn describe_access(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
+async fn describe_access(
+    state: &AppState,
+    client: &ClientRecord,
+    token: &str,
+) -> Result<Option<Value>, OAuthError> {
     if token.split('.').count() != 3 {
         return Ok(None);
     }
@@ -81,6 +89,12 @@ async fn describe_access(state: &AppState, token: &str) -> Result<Option<Value>,
         }
         Err(_) => return Ok(None),
     };
+    let concerns_caller = client.resource_server
+        || claims.client_id == client.client_id
+        || claims.aud == client.client_id;
+    if !concerns_caller {
+        return Ok(None);
+    }
     let mut body = json!({
         "active": true,
         "token_type": "Bearer",
@@ -100,13 +114,20 @@ async fn describe_access(state: &AppState, token: &str) -> Result<Option<Value>,
     Ok(Some(body))
 }
 
-async fn describe_refresh(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
+async fn describe_refresh(
+    state: &AppState,
+    client: &ClientRecord,
+    token: &str,
+) -> Result<Option<Value>, OAuthError> {
     if token.len() > 512 {
         return Ok(None);
     }
     let Some(live) = refresh_tokens::find_live(&state.db, &digest(token), now_ms()).await? else {
         return Ok(None);
     };
+    if live.client_id != client.client_id {
+        return Ok(None);
+    }
     let created = live.created_at;
     let mut body = json!({
         "active": true,

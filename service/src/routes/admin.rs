@@ -1,5 +1,6 @@
-//! `/oauth/clients`: managing API-managed OAuth clients. Needs an access token with the
-//! `latchkey:admin` scope; rows managed by the operator are read-only here.
+//! `/oauth/clients`: managing API-managed OAuth clients. Needs a client-credentials
+//! access token of an admin client (marked `admin`), with the `latchkey:admin` scope;
+//! rows managed by the operator are read-only here.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -25,13 +26,19 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn require_admin(bearer: &Bearer) -> latchkey_domain::Result<()> {
-    if scopes::contains(&bearer.0.scope, scopes::ADMIN) {
-        Ok(())
-    } else {
-        Err(Error::InsufficientScope(
-            "the latchkey:admin scope is required",
-        ))
+/// Admin rights belong to the subject, not to a scope: the token must carry
+/// `latchkey:admin` *and* be a client-credentials token (its subject is the client
+/// itself) of a client that is marked `admin` now. A user's token never qualifies,
+/// whatever scope the user consented to; a client unmarked later loses the API at once.
+async fn require_admin(state: &AppState, bearer: &Bearer) -> latchkey_domain::Result<()> {
+    const REFUSED: &str = "the admin API takes a client-credentials token of an admin client, with the latchkey:admin scope";
+    let claims = &bearer.0;
+    if !scopes::contains(&claims.scope, scopes::ADMIN) || claims.sub != claims.client_id {
+        return Err(Error::InsufficientScope(REFUSED));
+    }
+    match clients::get(&state.db, &claims.client_id).await? {
+        Some(client) if client.admin => Ok(()),
+        _ => Err(Error::InsufficientScope(REFUSED)),
     }
 }
 
@@ -43,7 +50,7 @@ fn invalid(problems: Vec<String>) -> Error {
 }
 
 async fn list(State(state): State<AppState>, bearer: Bearer) -> Result<Json<Vec<ClientView>>> {
-    require_admin(&bearer)?;
+    require_admin(&state, &bearer).await?;
     let records = clients::list(&state.db).await?;
     Ok(Json(
         records.iter().map(|r| ClientView::new(r, None)).collect(),
@@ -55,7 +62,7 @@ async fn show(
     bearer: Bearer,
     Path(client_id): Path<String>,
 ) -> Result<Json<ClientView>> {
-    require_admin(&bearer)?;
+    require_admin(&state, &bearer).await?;
     let record = clients::get(&state.db, &client_id)
         .await?
         .ok_or(Error::NotFound)?;
@@ -67,7 +74,7 @@ async fn create(
     bearer: Bearer,
     ApiJson(input): ApiJson<ClientInput>,
 ) -> Result<Response> {
-    require_admin(&bearer)?;
+    require_admin(&state, &bearer).await?;
     let (record, secret) = client_admin::create(input, now_ms()).map_err(invalid)?;
     match clients::insert(&state.db, &record).await {
         Ok(()) => {}
@@ -92,7 +99,7 @@ async fn update(
     Path(client_id): Path<String>,
     ApiJson(input): ApiJson<ClientInput>,
 ) -> Result<Json<ClientView>> {
-    require_admin(&bearer)?;
+    require_admin(&state, &bearer).await?;
     let mut record = clients::get(&state.db, &client_id)
         .await?
         .ok_or(Error::NotFound)?;
@@ -115,7 +122,7 @@ async fn remove(
     bearer: Bearer,
     Path(client_id): Path<String>,
 ) -> Result<StatusCode> {
-    require_admin(&bearer)?;
+    require_admin(&state, &bearer).await?;
     let record = clients::get(&state.db, &client_id)
         .await?
         .ok_or(Error::NotFound)?;
