@@ -75,6 +75,17 @@ pub struct OAuthClientSpec {
     )]
     pub redirect_uris: Vec<String>,
 
+    /// Where RP-Initiated Logout (/oauth/logout) may send the user back after signing
+    /// out, as post_logout_redirect_uri. Compared exactly; the same rules as redirectUris.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 2048)))]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("self.all(u, u.matches('^https://[^/?#@]+([/?][^#]*)?$') || u.matches('^http://(127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\]|localhost)(:[0-9]{1,5})?([/?][^#]*)?$'))")
+            .message("post-logout redirect URIs must be https:// URIs or http:// URIs on a loopback address (127.0.0.1, [::1], localhost), without a fragment or user information"),
+    )]
+    pub post_logout_redirect_uris: Vec<String>,
+
     /// Scopes this client may request. Each is an RFC 6749 scope token (printable ASCII
     /// without spaces, double quotes or backslashes). The operator also checks them
     /// against the scopes the deployment allows (its --allowed-scopes) and reports

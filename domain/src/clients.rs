@@ -21,6 +21,7 @@ pub struct ClientInput {
     pub public: Option<bool>,
     pub grant_types: Option<Vec<String>>,
     pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub token_endpoint_auth_method: Option<String>,
     pub first_party: Option<bool>,
@@ -39,6 +40,7 @@ pub struct ClientView {
     pub public: bool,
     pub grant_types: Vec<GrantType>,
     pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub token_endpoint_auth_method: AuthMethod,
     pub first_party: bool,
@@ -61,6 +63,7 @@ impl ClientView {
             public: record.public,
             grant_types: record.grant_types.clone(),
             redirect_uris: record.redirect_uris.clone(),
+            post_logout_redirect_uris: record.post_logout_redirect_uris.clone(),
             scopes: record.scopes.clone(),
             token_endpoint_auth_method: record.token_endpoint_auth_method,
             first_party: record.first_party,
@@ -99,6 +102,7 @@ pub fn create(
             vec![GrantType::ClientCredentials]
         },
         redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
         scopes: Vec::new(),
         token_endpoint_auth_method: if public {
             AuthMethod::None
@@ -160,6 +164,9 @@ pub fn apply(record: &mut ClientRecord, input: ClientInput) -> Result<(), Vec<St
     }
     if let Some(v) = input.redirect_uris {
         record.redirect_uris = v;
+    }
+    if let Some(v) = input.post_logout_redirect_uris {
+        record.post_logout_redirect_uris = v;
     }
     if let Some(v) = input.scopes {
         record.scopes = v;
@@ -297,6 +304,16 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
                 "redirect URI {uri:?} must be https:// or loopback http://, without a fragment"
             ));
         }
+    }
+    for uri in &record.post_logout_redirect_uris {
+        if !valid_redirect_uri(uri) {
+            problems.push(format!(
+                "post-logout redirect URI {uri:?} must be https:// or loopback http://, without a fragment"
+            ));
+        }
+    }
+    if record.post_logout_redirect_uris.len() > 32 {
+        problems.push("at most 32 post-logout redirect URIs".into());
     }
     for scope in &record.scopes {
         if !scopes::is_valid_token(scope) {

@@ -39,6 +39,7 @@ pub const ROUTES: &[&str] = &[
     "/oauth/token",
     "/oauth/introspect",
     "/oauth/revoke",
+    "/oauth/logout",
     "/oauth/clients",
     "/oauth/clients/{client_id}",
     "/userinfo",

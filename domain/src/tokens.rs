@@ -96,6 +96,20 @@ pub struct Tokens {
     /// For introspection: like `validation` but any audience (tokens of clients with their
     /// own resource-server audience are still ours to describe).
     any_audience: Arc<Validation>,
+    /// For `id_token_hint` at logout: our signature and issuer, any audience, expired
+    /// or not (RP-Initiated Logout 1.0 §2: the OP need not be picky about expiry).
+    id_token_hint: Arc<Validation>,
+}
+
+/// What a logout request's `id_token_hint` says: who, for which client, which session.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdTokenHint {
+    pub sub: String,
+    /// The client the ID token was issued to (we issue a single audience).
+    pub aud: String,
+    /// The refresh-token family (session) the ID token was issued in.
+    #[serde(default)]
+    pub sid: Option<String>,
 }
 
 impl Tokens {
@@ -114,6 +128,9 @@ impl Tokens {
         validation.leeway = LEEWAY_SECS;
         let mut any_audience = validation.clone();
         any_audience.validate_aud = false;
+        let mut id_token_hint = any_audience.clone();
+        id_token_hint.validate_exp = false;
+        id_token_hint.set_required_spec_claims(&["iss", "aud", "sub"]);
         Self {
             keys,
             revoked,
@@ -123,7 +140,28 @@ impl Tokens {
             signing_permits: Arc::new(Semaphore::new(cpus.max(1))),
             validation: Arc::new(validation),
             any_audience: Arc::new(any_audience),
+            id_token_hint: Arc::new(id_token_hint),
         }
+    }
+
+    /// Checks an `id_token_hint`: an ID token (`typ` JWT, RS256) signed by a key we
+    /// publish, with our issuer; expiry is not checked.
+    pub async fn verify_id_token_hint(&self, token: &str) -> Result<IdTokenHint> {
+        const INVALID: Error =
+            Error::InvalidToken("the id_token_hint is not an ID token of this issuer");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| INVALID)?;
+        let typ_ok = header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("JWT"));
+        if header.alg != Algorithm::RS256 || !typ_ok {
+            return Err(INVALID);
+        }
+        let kid = header.kid.ok_or(INVALID)?;
+        let key = self.keys.verifier(&kid).await.ok_or(INVALID)?;
+        jsonwebtoken::decode::<IdTokenHint>(token, &key, &self.id_token_hint)
+            .map(|data| data.claims)
+            .map_err(|_| INVALID)
     }
 
     pub fn ttl(&self) -> Duration {

@@ -487,6 +487,10 @@ async fn invalid_manifests_are_rejected_with_the_rules_message() {
             "redirect URIs must be https:// URIs or http:// URIs on a loopback address",
         ),
         (
+            "  grantTypes: [authorization_code]\n  redirectUris: [https://app.example.com/cb]\n  postLogoutRedirectUris: ['http://app.example.com/bye']\n",
+            "post-logout redirect URIs must be https:// URIs",
+        ),
+        (
             "  grantTypes: [client_credentials, refresh_token]\n",
             "the refresh_token grant needs authorization_code",
         ),

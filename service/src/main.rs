@@ -144,6 +144,10 @@ struct ClientFlags {
     /// Allowed redirect URI (exact match); repeat for several.
     #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
+    /// Where /oauth/logout may send the user back (post_logout_redirect_uri, exact
+    /// match); repeat for several.
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
     /// Allowed scopes: repeat the flag, or list them space-separated as OAuth writes
     /// them (`--scope "read write"`), or both.
     #[arg(long = "scope")]
@@ -285,6 +289,7 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
                 public: Some(flags.public),
                 grant_types: non_empty(flags.grant_types),
                 redirect_uris: non_empty(flags.redirect_uris),
+                post_logout_redirect_uris: non_empty(flags.post_logout_redirect_uris),
                 scopes: non_empty(
                     flags
                         .scopes

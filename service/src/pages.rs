@@ -165,6 +165,29 @@ pub fn consent(
     page(StatusCode::OK, "Approve access", &body, set_cookie)
 }
 
+/// Asks whether to sign out: a logout request without a valid `id_token_hint` could
+/// come from any site, so only a form the user submits ends the session.
+pub fn sign_out_confirm(hidden: &str, set_cookie: Option<HeaderValue>) -> Response {
+    let body = format!(
+        "<p class=\"brand\">Latchkey</p><h1>Sign out?</h1>\
+         <p>You will be signed out of Latchkey in this browser.</p>\
+         <form method=\"post\" action=\"/oauth/logout\">{hidden}\
+         <button type=\"submit\" name=\"action\" value=\"logout\">Sign out</button></form>"
+    );
+    page(StatusCode::OK, "Sign out", &body, set_cookie)
+}
+
+/// The answer of a logout with nowhere to send the user back to.
+pub fn signed_out(clear_cookie: Option<HeaderValue>) -> Response {
+    page(
+        StatusCode::OK,
+        "Signed out",
+        "<p class=\"brand\">Latchkey</p><h1>You are signed out</h1>\
+         <p>You can close this window.</p>",
+        clear_cookie,
+    )
+}
+
 /// The small page a browser gets for an emailed link: one sentence, never cached.
 pub fn link_answer(status: StatusCode, message: &str) -> Response {
     let page = format!(

@@ -28,6 +28,7 @@ both_backends!(
     a_password_change_ends_the_browser_sign_in,
     account_endpoints_take_only_first_party_tokens,
     revoking_a_grant_revokes_its_access_tokens,
+    rp_initiated_logout_ends_the_sign_in_and_the_session,
 );
 
 fn strings(items: &[&str]) -> Option<Vec<String>> {
@@ -1801,4 +1802,158 @@ async fn revoking_a_grant_revokes_its_access_tokens(backend: Backend) {
             401
         );
     }
+}
+
+/// Issue 13, item 1 (its second half), OpenID Connect RP-Initiated Logout 1.0: discovery
+/// names the `end_session_endpoint`; with the ID token as `id_token_hint` the browser's
+/// sign-in ends and so does the session the ID token was issued in (its refresh token
+/// and access token stop working), and the user is sent to the registered
+/// `post_logout_redirect_uri` with `state`. An unregistered return address is an error
+/// page, never a redirect; without a hint the user is asked first, and a forged POST
+/// without the form's CSRF token ends nothing.
+async fn rp_initiated_logout_ends_the_sign_in_and_the_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let password = server.register("wendy").await;
+    let (_, secret) = server
+        .client(ClientInput {
+            post_logout_redirect_uris: strings(&["https://app.example.com/signed-out"]),
+            ..confidential("web", &["authorization_code", "refresh_token"], &["openid"])
+        })
+        .await;
+    let secret = secret.expect("secret");
+    let metadata = json(server.get("/.well-known/openid-configuration").await).await;
+    assert_eq!(
+        metadata["end_session_endpoint"],
+        format!(
+            "{}/oauth/logout",
+            metadata["issuer"].as_str().expect("issuer")
+        )
+    );
+    let (verifier, challenge) = pkce_pair();
+    let query = authorize_query(
+        "web",
+        "https://app.example.com/callback",
+        "openid",
+        &challenge,
+    );
+    let mut browser = Browser::new(&server);
+    let code = sign_in_and_approve(&server, &mut browser, &query, "wendy", &password).await;
+    let tokens = json(redeem_code(&server, ("web", &secret), &code, &verifier).await).await;
+    let id_token = tokens["id_token"].as_str().expect("id token").to_owned();
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_eq!(
+        claims(&id_token)["sid"],
+        claims(&access)["sid"],
+        "one session id"
+    );
+
+    let logout = |query: String, cookie: String| {
+        let server = &server;
+        async move {
+            server
+                .http
+                .get(server.url(&format!("/oauth/logout?{query}")))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("logout")
+        }
+    };
+    let encode = |pairs: &[(&str, &str)]| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    };
+    // An unregistered return address: an error page, and nothing ended.
+    let refused = logout(
+        encode(&[
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ]),
+        browser.cookie_header(),
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.headers().get("location").is_none());
+    // Without a hint the user is asked; a POST without the form's token ends nothing.
+    let asked = logout(encode(&[("client_id", "web")]), browser.cookie_header()).await;
+    assert_eq!(asked.status(), 200);
+    assert!(asked.text().await.expect("html").contains("Sign out?"));
+    let forged = server
+        .http
+        .post(server.url("/oauth/logout"))
+        .header("cookie", browser.cookie_header())
+        .form(&[("action", "logout"), ("client_id", "web")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), 400);
+    let still = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert!(
+        !still
+            .text()
+            .await
+            .expect("html")
+            .contains("name=\"password\""),
+        "{backend:?}: still signed in after the refused requests"
+    );
+    assert_eq!(
+        server.get_with_token("/userinfo", &access).await.status(),
+        200
+    );
+
+    // The client's logout: back to the registered address, with state.
+    let done = logout(
+        encode(&[
+            ("id_token_hint", &id_token),
+            (
+                "post_logout_redirect_uri",
+                "https://app.example.com/signed-out",
+            ),
+            ("state", "bye-1"),
+        ]),
+        browser.cookie_header(),
+    )
+    .await;
+    assert_eq!(done.status(), 303, "{backend:?}");
+    assert_eq!(
+        done.headers()["location"],
+        "https://app.example.com/signed-out?state=bye-1"
+    );
+    let cleared = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().expect("cookie").contains("Max-Age=0"));
+    assert!(cleared, "the session cookie is cleared");
+    // The sign-in is over (even with the old cookie) and so is the session.
+    let again = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert!(
+        again
+            .text()
+            .await
+            .expect("html")
+            .contains("name=\"password\""),
+        "{backend:?}: the login page again"
+    );
+    assert_eq!(
+        server.get_with_token("/userinfo", &access).await.status(),
+        401
+    );
+    let refreshed = server
+        .post_form(
+            "/oauth/token",
+            Some(("web", &secret)),
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+        .await;
+    assert_eq!(
+        refreshed.status(),
+        400,
+        "{backend:?}: the refresh token is revoked"
+    );
 }

@@ -52,3 +52,12 @@ where
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Ends one browser session (sign-out); returns whether it existed.
+pub async fn delete(db: &Db, id_hash: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM browser_sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

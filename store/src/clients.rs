@@ -56,6 +56,8 @@ pub struct ClientRecord {
     pub public: bool,
     pub grant_types: Vec<GrantType>,
     pub redirect_uris: Vec<String>,
+    /// Where RP-Initiated Logout may send the user back; compared exactly.
+    pub post_logout_redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub token_endpoint_auth_method: AuthMethod,
     /// Skips the consent page.
@@ -164,6 +166,7 @@ fn from_row(row: &AnyRow) -> Result<ClientRecord> {
     let managed_by: String = row.try_get("managed_by")?;
     let grant_types: String = row.try_get("grant_types")?;
     let redirect_uris: String = row.try_get("redirect_uris")?;
+    let post_logout: String = row.try_get("post_logout_redirect_uris")?;
     let scopes: String = row.try_get("scopes")?;
     Ok(ClientRecord {
         client_id: row.try_get("client_id")?,
@@ -177,6 +180,7 @@ fn from_row(row: &AnyRow) -> Result<ClientRecord> {
             .map(|g| GrantType::parse(g).ok_or_else(|| Error::Corrupt(format!("grant type {g:?}"))))
             .collect::<Result<_>>()?,
         redirect_uris: split(&redirect_uris),
+        post_logout_redirect_uris: split(&post_logout),
         scopes: split(&scopes),
         token_endpoint_auth_method: {
             let method: String = row.try_get("token_endpoint_auth_method")?;
@@ -201,7 +205,7 @@ macro_rules! select_where {
         concat!(
             "SELECT client_id, name, secret_hash, previous_secret_hash, previous_secret_expires_at, \
              public, grant_types, redirect_uris, scopes, token_endpoint_auth_method, first_party, \
-             admin, resource_server, access_token_ttl, refresh_token_ttl, audience, managed_by, owner, created_at, updated_at \
+             admin, resource_server, post_logout_redirect_uris, access_token_ttl, refresh_token_ttl, audience, managed_by, owner, created_at, updated_at \
              FROM oauth_clients ",
             $tail
         )
@@ -229,10 +233,11 @@ macro_rules! insert_sql {
         concat!(
             "INSERT INTO oauth_clients (client_id, name, secret_hash, previous_secret_hash, \
              previous_secret_expires_at, public, grant_types, redirect_uris, scopes, \
-             token_endpoint_auth_method, first_party, admin, resource_server, access_token_ttl, \
-             refresh_token_ttl, audience, managed_by, owner, created_at, updated_at) \
+             token_endpoint_auth_method, first_party, admin, resource_server, \
+             post_logout_redirect_uris, access_token_ttl, refresh_token_ttl, audience, \
+             managed_by, owner, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20)",
+             $18, $19, $20, $21)",
             $tail
         )
     };
@@ -260,7 +265,8 @@ pub async fn upsert(db: &Db, client: &ClientRecord) -> Result<()> {
          grant_types = excluded.grant_types, redirect_uris = excluded.redirect_uris, \
          scopes = excluded.scopes, token_endpoint_auth_method = excluded.token_endpoint_auth_method, \
          first_party = excluded.first_party, admin = excluded.admin, \
-         resource_server = excluded.resource_server, access_token_ttl = excluded.access_token_ttl, \
+         resource_server = excluded.resource_server, \
+         post_logout_redirect_uris = excluded.post_logout_redirect_uris, access_token_ttl = excluded.access_token_ttl, \
          refresh_token_ttl = excluded.refresh_token_ttl, audience = excluded.audience, \
          managed_by = excluded.managed_by, owner = excluded.owner, updated_at = excluded.updated_at"
     );
@@ -294,6 +300,7 @@ fn bind_all<'q>(
         .bind(c.first_party)
         .bind(c.admin)
         .bind(c.resource_server)
+        .bind(c.post_logout_redirect_uris.join(" "))
         .bind(c.access_token_ttl)
         .bind(c.refresh_token_ttl)
         .bind(&c.audience)
@@ -326,6 +333,7 @@ mod tests {
             public: false,
             grant_types: vec![GrantType::ClientCredentials],
             redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
             scopes: vec![],
             token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             first_party: false,

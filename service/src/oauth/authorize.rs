@@ -405,7 +405,7 @@ fn refuse(app: &AppState, refusal: Refusal) -> Response {
     }
 }
 
-fn redirect_to(uri: &str, query: &str) -> Response {
+pub(super) fn redirect_to(uri: &str, query: &str) -> Response {
     let separator = if uri.contains('?') { '&' } else { '?' };
     let mut response = Redirect::to(&format!("{uri}{separator}{query}")).into_response();
     response
@@ -416,7 +416,7 @@ fn redirect_to(uri: &str, query: &str) -> Response {
 
 // === cookies and CSRF ===
 
-const SESSION_COOKIE: &str = "latchkey_session";
+pub(super) const SESSION_COOKIE: &str = "latchkey_session";
 const CSRF_COOKIE: &str = "latchkey_csrf";
 
 /// Cookie names get the `__Host-` prefix (and `Secure`) when the issuer is https://.
@@ -428,7 +428,7 @@ fn cookie_name(app: &AppState, base: &str) -> String {
     }
 }
 
-fn cookie(app: &AppState, base: &str, value: &str, max_age: u64) -> HeaderValue {
+pub(super) fn cookie(app: &AppState, base: &str, value: &str, max_age: u64) -> HeaderValue {
     let secure = if app.web.secure_cookies {
         "; Secure"
     } else {
@@ -441,7 +441,7 @@ fn cookie(app: &AppState, base: &str, value: &str, max_age: u64) -> HeaderValue 
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn read_cookie(app: &AppState, headers: &HeaderMap, base: &str) -> Option<String> {
+pub(super) fn read_cookie(app: &AppState, headers: &HeaderMap, base: &str) -> Option<String> {
     let name = cookie_name(app, base);
     headers
         .get_all(header::COOKIE)
@@ -464,7 +464,7 @@ async fn current_session(app: &AppState, headers: &HeaderMap) -> Option<(String,
         .flatten()
 }
 
-fn csrf_ok(app: &AppState, headers: &HeaderMap, form_value: Option<&str>) -> bool {
+pub(super) fn csrf_ok(app: &AppState, headers: &HeaderMap, form_value: Option<&str>) -> bool {
     match (read_cookie(app, headers, CSRF_COOKIE), form_value) {
         (Some(cookie), Some(form)) if !cookie.is_empty() => {
             bool::from(cookie.as_bytes().ct_eq(form.as_bytes()))
@@ -474,7 +474,7 @@ fn csrf_ok(app: &AppState, headers: &HeaderMap, form_value: Option<&str>) -> boo
 }
 
 /// The CSRF token for a form: the browser's existing one, or a new one to set.
-fn csrf_token(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+pub(super) fn csrf_token(app: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match read_cookie(app, headers, CSRF_COOKIE) {
         Some(token) if token.len() == 43 => (token, None),
         _ => {

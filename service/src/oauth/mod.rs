@@ -16,6 +16,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod form;
 pub mod introspect;
+pub mod logout;
 pub mod token;
 
 use axum::Router;
@@ -28,4 +29,5 @@ pub fn router() -> Router<AppState> {
         .merge(token::router())
         .merge(authorize::router())
         .merge(introspect::router())
+        .merge(logout::router())
 }

@@ -197,8 +197,8 @@ async fn issue_for_user(
                 client,
                 user,
                 scope,
-                &issued.token,
-                issued.claims.exp,
+                &issued,
+                family_id,
                 context,
             )
             .await?,
@@ -209,17 +209,18 @@ async fn issue_for_user(
 }
 
 /// OpenID Connect Core §2 ID token, with `at_hash` (§3.1.3.6) binding it to the access
-/// token issued beside it.
+/// token issued beside it, and `sid`, the session (refresh family) that logout with
+/// this token as `id_token_hint` ends.
 async fn id_token(
     state: &AppState,
     client: &ClientRecord,
     user: &User,
     scope: &str,
-    access_token: &str,
-    exp: i64,
+    access: &Issued,
+    family_id: &str,
     context: IdTokenContext,
 ) -> Result<String, OAuthError> {
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.token.as_bytes());
     let at_hash = URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16]);
     let mut claims = serde_json::json!({
         "iss": state.tokens.issuer(),
@@ -227,9 +228,10 @@ async fn id_token(
         "aud": client.client_id,
         "azp": client.client_id,
         "iat": now_ms() / 1000,
-        "exp": exp,
+        "exp": access.claims.exp,
         "auth_time": context.auth_time / 1000,
         "at_hash": at_hash,
+        "sid": family_id,
     });
     if let Some(nonce) = context.nonce {
         claims["nonce"] = nonce.into();
