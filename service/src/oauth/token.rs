@@ -191,18 +191,9 @@ async fn issue_for_user(
         None
     };
     let id_token = match id_context {
-        Some(context) if scopes::contains(scope, scopes::OPENID) => Some(
-            id_token(
-                state,
-                client,
-                user,
-                scope,
-                &issued,
-                family_id,
-                context,
-            )
-            .await?,
-        ),
+        Some(context) if scopes::contains(scope, scopes::OPENID) => {
+            Some(id_token(state, client, user, scope, &issued, family_id, context).await?)
+        }
         _ => None,
     };
     Ok(TokenBody::new(issued, refresh_token, id_token))
