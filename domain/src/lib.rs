@@ -15,6 +15,7 @@
 //! - [`keyring`]: which keys sign and verify, reloaded from the key directory and the
 //!   `signing_keys` table.
 //! - [`passwords`]: the password policy and argon2id, off the async runtime.
+//! - [`prune`]: the background task that keeps the token tables bounded.
 //! - [`ephemeral`]: revocation list, rate-limit and lockout counters (Redis or in-process).
 //! - [`limits`]: the rate-limit policy: which limit applies, and the per-account and
 //!   per-client checks.
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod login;
 pub mod mail;
 pub mod passwords;
+pub mod prune;
 pub mod rate;
 pub mod scopes;
 pub mod sessions;

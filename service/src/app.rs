@@ -38,6 +38,8 @@ pub struct App {
     pub state: AppState,
     router: Router,
     reloader: tokio::task::JoinHandle<()>,
+    /// The pruner (`LATCHKEY_PRUNE_INTERVAL`), if on.
+    pruner: Option<tokio::task::JoinHandle<()>>,
     /// `LATCHKEY_SHUTDOWN_DRAIN`: how long [`serve`](Self::serve) drains after the signal.
     shutdown_drain: Duration,
 }
@@ -45,6 +47,9 @@ pub struct App {
 impl Drop for App {
     fn drop(&mut self) {
         self.reloader.abort();
+        if let Some(pruner) = &self.pruner {
+            pruner.abort();
+        }
     }
 }
 
@@ -110,6 +115,16 @@ impl App {
             std::future::pending(),
         ));
 
+        let pruner = config.prune_interval.0.map(|interval| {
+            tokio::spawn(latchkey_domain::prune::run(
+                db.clone(),
+                latchkey_domain::prune::PruneSettings {
+                    interval,
+                    batch: config.prune_batch,
+                },
+            ))
+        });
+
         let web = Arc::new(WebSettings {
             code_ttl: config.authorization_code_ttl,
             session_ttl: config.session_ttl,
@@ -149,6 +164,7 @@ impl App {
             state,
             router,
             reloader,
+            pruner,
             shutdown_drain: config.shutdown_drain,
         })
     }

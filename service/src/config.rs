@@ -216,6 +216,19 @@ pub struct Config {
     #[arg(long = "rate-limiting-account", env = "RATE_LIMITING_ACCOUNT", default_value = "20 per minute", value_parser = parse_limit)]
     pub rate_limit_account: Limit,
 
+    /// How often each replica deletes expired and spent rows (refresh-token families,
+    /// authorization codes, browser sessions, emailed tokens), or `off`.
+    #[arg(long = "prune-interval", env = "LATCHKEY_PRUNE_INTERVAL", default_value = "60s", value_parser = parse_optional_duration)]
+    pub prune_interval: Interval,
+
+    /// Most rows one pruning statement deletes (1 to 100000).
+    #[arg(
+        long = "prune-batch",
+        env = "LATCHKEY_PRUNE_BATCH",
+        default_value_t = 1000
+    )]
+    pub prune_batch: u32,
+
     /// Password checks per client IP, counted together over every route that checks a
     /// password (`/auth/login`, the password grant, the sign-in form of
     /// `/oauth/authorize`, `/auth/change-password`), or `off`.
@@ -278,6 +291,17 @@ pub use latchkey_domain::limits::Rate;
 /// A listener setting: `None` is `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listen(pub Option<SocketAddr>);
+
+/// An interval setting: `None` is `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval(pub Option<Duration>);
+
+fn parse_optional_duration(value: &str) -> Result<Interval, String> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(Interval(None));
+    }
+    parse_duration(value).map(|d| Interval(Some(d)))
+}
 
 fn parse_listen(value: &str) -> Result<Listen, String> {
     let value = value.trim();
@@ -582,6 +606,19 @@ impl Config {
             problems.push(format!(
                 "EMAIL_VERIFICATION_EXPIRES={verify_ttl}s must be between 5m and 7d"
             ));
+        }
+        if !(1..=100_000).contains(&self.prune_batch) {
+            problems.push(format!(
+                "LATCHKEY_PRUNE_BATCH={} must be between 1 and 100000",
+                self.prune_batch
+            ));
+        }
+        if self
+            .prune_interval
+            .0
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            problems.push("LATCHKEY_PRUNE_INTERVAL must be at least 1s (or off)".into());
         }
         let reset_ttl = self.password_reset_ttl.as_secs();
         if !(60..=86_400).contains(&reset_ttl) {

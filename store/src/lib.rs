@@ -12,6 +12,8 @@
 //! - [`credentials`]: a password change or reset, across users, refresh tokens, reset
 //!   links and browser sessions in one transaction.
 //! - [`clients`]: OAuth 2.0 client records and their secret digests.
+//! - [`prune`]: batched deletes of expired and spent rows (what reuse detection needs
+//!   stays).
 //! - [`protocol`]: the protocol values every crate names: [`GrantType`](protocol::GrantType),
 //!   [`AuthMethod`](protocol::AuthMethod).
 //! - [`keys`]: RS256 key pairs: generation, PEM (PKCS#8), the public JWK and its RFC 7638
@@ -35,6 +37,7 @@ pub mod email_tokens;
 pub mod keydir;
 pub mod keys;
 pub mod protocol;
+pub mod prune;
 pub mod refresh_tokens;
 pub mod signing_keys;
 pub mod users;

@@ -1,0 +1,83 @@
+//! The pruner: a task in every replica that keeps the token tables bounded, deleting
+//! expired and spent rows in small batches ([`latchkey_store::prune`] says which rows,
+//! and why the ones reuse detection needs stay).
+//!
+//! Every `interval` it visits each table and deletes batches of at most `batch` rows,
+//! pausing [`PAUSE`] between batches so a backlog drains steadily beside the traffic
+//! instead of in one long statement. Metrics: `latchkey_pruned_rows_total{table}`,
+//! `latchkey_prune_duration_seconds{table}` (one table's pass) and
+//! `latchkey_prune_lag_seconds{table}` (how long the oldest prunable row has waited).
+
+use std::time::{Duration, Instant};
+
+use latchkey_store::prune::{self, Table};
+use latchkey_store::{Db, now_ms};
+
+/// Between two batches of one pass: lets the traffic's queries in between.
+pub const PAUSE: Duration = Duration::from_millis(10);
+
+/// `LATCHKEY_PRUNE_INTERVAL` and `LATCHKEY_PRUNE_BATCH`.
+#[derive(Clone, Copy, Debug)]
+pub struct PruneSettings {
+    pub interval: Duration,
+    pub batch: u32,
+}
+
+/// What one pass over one table did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub deleted: u64,
+    pub batches: u32,
+}
+
+/// Runs passes every `settings.interval` until dropped (the service aborts it on
+/// shutdown; a batch is one statement, so an abort leaves nothing half done).
+pub async fn run(db: Db, settings: PruneSettings) {
+    let mut tick = tokio::time::interval(settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for table in Table::ALL {
+            if let Err(err) = pass(&db, table, settings.batch).await {
+                tracing::warn!(table = table.as_str(), error = %err, "pruning failed; retrying next interval");
+            }
+        }
+    }
+}
+
+/// Deletes batches from `table` until one comes back short: the backlog is gone.
+pub async fn pass(db: &Db, table: Table, batch: u32) -> latchkey_store::Result<Pass> {
+    let start = Instant::now();
+    let mut done = Pass::default();
+    let result = loop {
+        match prune::batch(db, table, now_ms(), i64::from(batch)).await {
+            Ok(n) => {
+                done.deleted += n;
+                done.batches += 1;
+                metrics::counter!("latchkey_pruned_rows_total", "table" => table.as_str())
+                    .increment(n);
+                if n < u64::from(batch) {
+                    break Ok(());
+                }
+                tokio::time::sleep(PAUSE).await;
+            }
+            Err(err) => break Err(err),
+        }
+    };
+    metrics::histogram!("latchkey_prune_duration_seconds", "table" => table.as_str())
+        .record(start.elapsed().as_secs_f64());
+    result?;
+    let lag = prune::lag_ms(db, table, now_ms()).await?;
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("latchkey_prune_lag_seconds", "table" => table.as_str())
+        .set(lag as f64 / 1000.0);
+    if done.deleted > 0 {
+        tracing::debug!(
+            table = table.as_str(),
+            deleted = done.deleted,
+            batches = done.batches,
+            "pruned"
+        );
+    }
+    Ok(done)
+}
