@@ -49,13 +49,20 @@ pub async fn acquire(api: &Api<Lease>, settings: &Settings) -> Result<()> {
         changed_at: Instant::now(),
     };
     loop {
-        match try_acquire_or_renew(api, settings, &mut observed).await {
-            Ok(true) => {
+        // Bounded like a renewal: a hung connection is retried, not waited on forever.
+        let attempt = tokio::time::timeout(
+            settings.renew_every(),
+            try_acquire_or_renew(api, settings, &mut observed),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(true)) => {
                 tracing::info!(lease = %settings.name, identity = %settings.identity, "became the leader");
                 return Ok(());
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "leader election: Lease not reachable"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader election: Lease not reachable"),
+            Err(_) => tracing::warn!("leader election: the API server did not answer in time"),
         }
         tokio::time::sleep(settings.renew_every()).await;
     }
@@ -63,6 +70,12 @@ pub async fn acquire(api: &Api<Lease>, settings: &Settings) -> Result<()> {
 
 /// Renews the Lease until renewal fails for longer than the lease duration; then returns
 /// (leadership is lost: stop reconciling).
+///
+/// Each renewal must *complete* in time: it runs under a timeout equal to what is left
+/// before giving up (`lease` less a renew period after the last renewal that completed,
+/// counted from when that renewal started). A connection that hangs instead of failing
+/// (a network partition that keeps sockets open) is a failed renewal, so the leader
+/// steps down at least a renew period before any other replica can take over.
 pub async fn hold(api: &Api<Lease>, settings: &Settings) {
     let mut observed = Observed {
         record: None,
@@ -71,26 +84,42 @@ pub async fn hold(api: &Api<Lease>, settings: &Settings) {
     let mut last_renewed = Instant::now();
     loop {
         tokio::time::sleep(settings.renew_every()).await;
-        match try_acquire_or_renew(api, settings, &mut observed).await {
-            Ok(true) => last_renewed = Instant::now(),
-            Ok(false) => {
+        let give_up_at = last_renewed + settings.lease.saturating_sub(settings.renew_every());
+        let started = Instant::now();
+        let attempt = tokio::time::timeout_at(
+            give_up_at.max(started),
+            try_acquire_or_renew(api, settings, &mut observed),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(true)) => last_renewed = started,
+            Ok(Ok(false)) => {
                 tracing::error!(lease = %settings.name, "leadership lost: another replica holds the Lease");
                 return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "renewing the Lease failed");
-                // Give up before another replica may take over.
-                if last_renewed.elapsed() + settings.renew_every() >= settings.lease {
-                    tracing::error!("leadership lost: the Lease could not be renewed in time");
-                    return;
-                }
-            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "renewing the Lease failed"),
+            Err(_) => tracing::warn!("renewing the Lease did not complete in time"),
+        }
+        // Give up before another replica may take over.
+        if Instant::now() >= give_up_at {
+            tracing::error!("leadership lost: the Lease could not be renewed in time");
+            return;
         }
     }
 }
 
 /// Gives the Lease up (graceful shutdown), so a successor need not wait for it to expire.
+/// Bounded by a renew period: a shutdown never hangs on an unreachable API server.
 pub async fn release(api: &Api<Lease>, settings: &Settings) {
+    if tokio::time::timeout(settings.renew_every(), release_now(api, settings))
+        .await
+        .is_err()
+    {
+        tracing::warn!("releasing the Lease did not complete in time");
+    }
+}
+
+async fn release_now(api: &Api<Lease>, settings: &Settings) {
     let Ok(Some(mut lease)) = api.get_opt(&settings.name).await else {
         return;
     };

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{Env, NS, eventually, example};
+use common::{Env, NS, Relay, eventually, example};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -573,4 +573,76 @@ async fn a_stopping_leader_releases_the_lease() {
     })
     .await;
     drop(standby);
+}
+
+/// Issue 15: a leader whose API connections hang (a partition that keeps sockets open
+/// and passes nothing, so no request ever errors) must step down and exit (status 1)
+/// before a standby can take over: never two leaders. Each renewal runs under a timeout
+/// of the time left; the leader gives up a renew period before the Lease can expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_steps_down_before_a_standby_takes_over() {
+    let mut env = Env::start_with_lease(&[], "6s").await;
+    let upstream: std::net::SocketAddr = env
+        .plane
+        .server()
+        .trim_start_matches("https://")
+        .parse()
+        .expect("the API server address");
+    let relay = Relay::start(upstream).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relayed = dir.path().join("relayed.kubeconfig");
+    let config = std::fs::read_to_string(env.plane.kubeconfig()).expect("kubeconfig");
+    std::fs::write(
+        &relayed,
+        config.replace(env.plane.server(), &format!("https://{}", relay.addr)),
+    )
+    .expect("write kubeconfig");
+
+    // The first leader goes; one behind the relay leads (once its Lease expired).
+    env.kill_operator();
+    let [p1, p2] = latchkey_testkit::free_ports().expect("ports");
+    let mut leader = env
+        .spawn_operator_via(&format!("127.0.0.1:{p1}"), &relayed)
+        .await;
+    eventually("the relayed operator leads", || async {
+        leader
+            .log_tail(200)
+            .contains("became the leader")
+            .then_some(())
+    })
+    .await;
+    let standby = env.spawn_operator(&format!("127.0.0.1:{p2}")).await;
+
+    relay.cut();
+    let cut = Instant::now();
+    let status = loop {
+        if let Some(status) = leader.exited() {
+            break status;
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(20),
+            "the partitioned leader is still running 20 s after the cut:\n{}",
+            leader.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let exited = cut.elapsed();
+    assert!(!status.success(), "{status:?}");
+    let log = leader.log_tail(40);
+    assert!(log.contains("leadership lost"), "{log}");
+    eventually("the standby leads", || async {
+        standby
+            .log_tail(200)
+            .contains("became the leader")
+            .then_some(())
+    })
+    .await;
+    let took_over = cut.elapsed();
+    eprintln!(
+        "partition: leader exited {exited:?} after the cut, standby led {took_over:?} after it (lease 6 s)"
+    );
+    assert!(
+        exited < took_over,
+        "two leaders: the standby led at {took_over:?}, the old leader exited at {exited:?}"
+    );
 }

@@ -61,6 +61,81 @@ impl Drop for Env {
     }
 }
 
+/// A TCP relay that can be cut like a network partition: after [`Relay::cut`] it passes
+/// no more bytes but keeps every connection open, and accepts new ones that go nowhere,
+/// so the client sees silence, not an error.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay bind");
+        let addr = listener.local_addr().expect("relay addr");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let cut = flag.clone();
+                tokio::spawn(async move {
+                    if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Accepted, never answered: held open until the test ends.
+                        let _held = down;
+                        return std::future::pending::<()>().await;
+                    }
+                    let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (dr, dw) = down.into_split();
+                    let (ur, uw) = up.into_split();
+                    tokio::join!(pipe(dr, uw, cut.clone()), pipe(ur, dw, cut));
+                });
+            }
+        });
+        Self { addr, cut, task }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` until either ends; once the relay is cut, holds both open and
+/// passes nothing.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => n,
+        };
+        if cut.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Env {
     /// Control plane + CRDs + database + namespace `shop`; the operator is started with
     /// `extra` flags.
@@ -119,6 +194,12 @@ impl Env {
     /// Starts one more operator process listening on `addr` (leader election decides
     /// which one reconciles) and waits until its `/healthz` answers.
     pub async fn spawn_operator(&mut self, addr: &str) -> ChildProcess {
+        let kubeconfig = self.plane.kubeconfig().to_owned();
+        self.spawn_operator_via(addr, &kubeconfig).await
+    }
+
+    /// [`Env::spawn_operator`], reaching the API server through `kubeconfig`.
+    pub async fn spawn_operator_via(&mut self, addr: &str, kubeconfig: &Path) -> ChildProcess {
         let mut args = vec![
             "--listen".to_owned(),
             addr.to_owned(),
@@ -142,7 +223,7 @@ impl Env {
             Path::new(env!("CARGO_BIN_EXE_latchkey-operator")),
             &args,
             &[
-                ("KUBECONFIG", self.plane.kubeconfig().as_os_str()),
+                ("KUBECONFIG", kubeconfig.as_os_str()),
                 ("DATABASE_URL", self.database_url.as_ref()),
                 ("LATCHKEY_ISSUER", ISSUER.as_ref()),
                 ("NO_COLOR", "1".as_ref()),
