@@ -112,15 +112,7 @@ async fn lockout_after_failures(backend: Backend) {
     assert_eq!(body, wrong_body);
 
     // The password grant goes through the same check: invalid_grant with Retry-After.
-    let (_, secret) = server
-        .client(ClientInput {
-            client_id: Some("legacy".into()),
-            grant_types: Some(vec!["password".into()]),
-            scopes: Some(vec!["profile".into()]),
-            ..ClientInput::default()
-        })
-        .await;
-    let secret = secret.expect("confidential");
+    let secret = legacy_client(&server).await;
     let grant = server
         .post_form(
             "/oauth/token",
@@ -140,6 +132,19 @@ async fn lockout_after_failures(backend: Backend) {
     // Unlocked after the duration.
     let waited = wait_for_unlock(&server, "alice", &password).await;
     assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+/// Registers a confidential client `legacy` allowed the password grant; its secret.
+async fn legacy_client(server: &TestServer) -> String {
+    let (_, secret) = server
+        .client(ClientInput {
+            client_id: Some("legacy".into()),
+            grant_types: Some(vec!["password".into()]),
+            scopes: Some(vec!["profile".into()]),
+            ..ClientInput::default()
+        })
+        .await;
+    secret.expect("confidential")
 }
 
 /// Registers a first-party client `web` for the login-page tests.
@@ -562,15 +567,7 @@ async fn every_password_route_shares_one_budget(backend: Backend) {
     .await;
     let password = server.register("pavel").await;
     web_client(&server).await;
-    let (_, secret) = server
-        .client(ClientInput {
-            client_id: Some("legacy".into()),
-            grant_types: Some(vec!["password".into()]),
-            scopes: Some(vec!["profile".into()]),
-            ..ClientInput::default()
-        })
-        .await;
-    let secret = secret.expect("confidential");
+    let secret = legacy_client(&server).await;
     let grant = |password: String| {
         let server = &server;
         let secret = secret.clone();

@@ -382,6 +382,28 @@ async fn redeem_code(
         .await
 }
 
+/// Signs `user` in at the `web` client (scope `openid`) in `browser`, approves, and
+/// redeems the code: the authorization query (to visit the endpoint again) and the
+/// token response.
+async fn openid_sign_in(
+    server: &TestServer,
+    browser: &mut Browser<'_>,
+    secret: &str,
+    user: &str,
+    password: &str,
+) -> (String, Value) {
+    let (verifier, challenge) = pkce_pair();
+    let query = authorize_query(
+        "web",
+        "https://app.example.com/callback",
+        "openid",
+        &challenge,
+    );
+    let code = sign_in_and_approve(server, browser, &query, user, password).await;
+    let tokens = json(redeem_code(server, ("web", secret), &code, &verifier).await).await;
+    (query, tokens)
+}
+
 /// Drives the login and consent pages; returns the code.
 async fn sign_in_and_approve(
     server: &TestServer,
@@ -1592,16 +1614,8 @@ async fn account_endpoints_take_only_first_party_tokens(backend: Backend) {
         ))
         .await;
     let secret = secret.expect("secret");
-    let (verifier, challenge) = pkce_pair();
-    let query = authorize_query(
-        "web",
-        "https://app.example.com/callback",
-        "openid",
-        &challenge,
-    );
     let mut browser = Browser::new(&server);
-    let code = sign_in_and_approve(&server, &mut browser, &query, "trent", &password).await;
-    let tokens = json(redeem_code(&server, ("web", &secret), &code, &verifier).await).await;
+    let (_, tokens) = openid_sign_in(&server, &mut browser, &secret, "trent", &password).await;
     let access = tokens["access_token"]
         .as_str()
         .expect("access token")
@@ -1829,16 +1843,8 @@ async fn rp_initiated_logout_ends_the_sign_in_and_the_session(backend: Backend) 
             metadata["issuer"].as_str().expect("issuer")
         )
     );
-    let (verifier, challenge) = pkce_pair();
-    let query = authorize_query(
-        "web",
-        "https://app.example.com/callback",
-        "openid",
-        &challenge,
-    );
     let mut browser = Browser::new(&server);
-    let code = sign_in_and_approve(&server, &mut browser, &query, "wendy", &password).await;
-    let tokens = json(redeem_code(&server, ("web", &secret), &code, &verifier).await).await;
+    let (query, tokens) = openid_sign_in(&server, &mut browser, &secret, "wendy", &password).await;
     let id_token = tokens["id_token"].as_str().expect("id token").to_owned();
     let access = tokens["access_token"].as_str().expect("access").to_owned();
     let refresh = tokens["refresh_token"]

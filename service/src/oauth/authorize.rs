@@ -188,14 +188,24 @@ async fn validate(app: &AppState, params: &Params) -> Result<Request, Refusal> {
     Ok(request)
 }
 
+/// The parameters of a browser's GET, or the error page for a malformed query.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the page to answer, made once per bad request"
+)]
+pub(super) fn query_params(query: Option<String>) -> Result<Params, Response> {
+    Params::parse(query.unwrap_or_default().as_bytes())
+        .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e.description))
+}
+
 async fn authorize_get(
     State(app): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
+    let params = match query_params(query) {
         Ok(params) => params,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+        Err(page) => return page,
     };
     let request = match validate(&app, &params).await {
         Ok(request) => request,

@@ -19,7 +19,9 @@ use latchkey_domain::tokens::{IdTokenHint, digest};
 use latchkey_store::clients::{self, ClientRecord};
 use latchkey_store::{browser_sessions, now_ms};
 
-use super::authorize::{SESSION_COOKIE, cookie, csrf_ok, csrf_token, read_cookie, redirect_to};
+use super::authorize::{
+    SESSION_COOKIE, cookie, csrf_ok, csrf_token, query_params, read_cookie, redirect_to,
+};
 use super::form::Params;
 use crate::pages::{self, error_page};
 use crate::state::AppState;
@@ -103,9 +105,9 @@ async fn logout_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
+    let params = match query_params(query) {
         Ok(params) => params,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+        Err(page) => return page,
     };
     let logout = match check(&app, &params).await {
         Ok(logout) => logout,
