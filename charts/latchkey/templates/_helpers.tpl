@@ -163,6 +163,8 @@ Secrets only.
   "LATCHKEY_KEYS_RELOAD_INTERVAL" $v.service.keysReloadInterval
   "LATCHKEY_JWKS_MAX_AGE" $v.service.jwksMaxAge
   "LATCHKEY_SHUTDOWN_DRAIN" $v.service.shutdownDrain
+  "LATCHKEY_PRUNE_INTERVAL" (toString $v.service.pruneInterval)
+  "LATCHKEY_PRUNE_BATCH" (toString $v.service.pruneBatch)
   "OAUTH2_ACCESS_TOKEN_EXPIRES" $v.service.accessTokenTTL
   "OAUTH2_REFRESH_TOKEN_EXPIRES" $v.service.refreshTokenTTL
   "DATABASE_MAX_CONNECTIONS" (toString $v.service.databaseMaxConnections)

@@ -12,6 +12,9 @@ names the values to change.
 {{- if and $v.operator.enabled $v.operator.leaderElection.enabled (lt (include "latchkey.seconds" $v.operator.leaderElection.leaseDuration | int64) 2) }}
 {{- fail (printf "operator.leaderElection.leaseDuration (%s) must be at least 2s: the operator refuses to start otherwise" (toString $v.operator.leaderElection.leaseDuration)) }}
 {{- end }}
+{{- if and (ne (toString $v.service.pruneInterval) "off") (lt (include "latchkey.seconds" $v.service.pruneInterval | int64) 1) }}
+{{- fail (printf "service.pruneInterval (%s) must be at least 1s, or off: the service refuses to start otherwise" (toString $v.service.pruneInterval)) }}
+{{- end }}
 {{- if eq (int $v.metrics.port) 8080 }}
 {{- fail "metrics.port must not be 8080: that is the API's port, and /metrics is served apart from the API" }}
 {{- end }}
