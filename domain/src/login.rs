@@ -31,6 +31,27 @@ pub async fn verify(
         })
 }
 
+/// Confirms the current password of a signed-in `user` (a password change): under the
+/// same per-IP and per-account limits as a login, refused as [`Error::WrongPassword`].
+pub async fn confirm_password(
+    core: &Core,
+    user: &users::User,
+    password: String,
+    ip: Option<IpAddr>,
+) -> Result<()> {
+    limits::check_password_ip(core, ip).await?;
+    limits::check_account(core, &users::normalize(&user.username)).await?;
+    if password.len() > MAX_PASSWORD_BYTES
+        || !core
+            .hasher
+            .verify(password, Some(user.password_hash.clone()))
+            .await?
+    {
+        return Err(Error::WrongPassword);
+    }
+    Ok(())
+}
+
 /// [`verify`], but a locked account is [`Error::LockedOut`] (the same 401 body, plus
 /// `Retry-After`), and too many attempts are [`Error::RateLimited`]: from one client IP
 /// on every password route together (`RATE_LIMITING_PASSWORD`), or on one account.

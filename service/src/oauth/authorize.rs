@@ -415,9 +415,15 @@ fn refuse(app: &AppState, refusal: Refusal) -> Response {
     }
 }
 
+/// A 303 to `uri` with `query` appended (nothing appended when it is empty), never cached.
 pub(super) fn redirect_to(uri: &str, query: &str) -> Response {
-    let separator = if uri.contains('?') { '&' } else { '?' };
-    let mut response = Redirect::to(&format!("{uri}{separator}{query}")).into_response();
+    let target = if query.is_empty() {
+        uri.to_owned()
+    } else {
+        let separator = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{separator}{query}")
+    };
+    let mut response = Redirect::to(&target).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -11,8 +11,8 @@
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::routing::get;
 use latchkey_domain::sessions;
 use latchkey_domain::tokens::{IdTokenHint, digest};
@@ -178,22 +178,10 @@ async fn sign_out(app: &AppState, headers: &HeaderMap, logout: Logout) -> Respon
                     .finish(),
                 None => String::new(),
             };
-            if query.is_empty() {
-                redirect_to_bare(uri)
-            } else {
-                redirect_to(uri, &query)
-            }
+            redirect_to(uri, &query)
         }
         None => return pages::signed_out(Some(clear)),
     };
     response.headers_mut().append(header::SET_COOKIE, clear);
-    response
-}
-
-fn redirect_to_bare(uri: &str) -> Response {
-    let mut response = Redirect::to(uri).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

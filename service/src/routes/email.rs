@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use latchkey_domain::email_tokens::{self, Purpose};
-use latchkey_domain::{Error, accounts, limits, passwords};
+use latchkey_domain::{Error, accounts, limits, login};
 use latchkey_store::users;
 
 use crate::error::Result;
@@ -256,17 +256,7 @@ async fn change_password(
 ) -> Result<StatusCode> {
     bearer.first_party()?;
     let user = bearer.user(&state).await?;
-    let key = users::normalize(&user.username);
-    limits::check_password_ip(&state, ip).await?;
-    limits::check_account(&state, &key).await?;
-    if req.current_password.len() > passwords::MAX_LENGTH * 4
-        || !state
-            .hasher
-            .verify(req.current_password, Some(user.password_hash.clone()))
-            .await?
-    {
-        return Err(Error::WrongPassword.into());
-    }
+    login::confirm_password(&state, &user, req.current_password, ip).await?;
     state
         .policy
         .check(&req.new_password, &user.username, &user.email)?;
