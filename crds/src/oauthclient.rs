@@ -41,11 +41,17 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!self.grantTypes.exists(g, g == 'refresh_token') || self.grantTypes.exists(g, g == 'authorization_code')")
         .message("the refresh_token grant needs authorization_code: client_credentials tokens come without refresh tokens (RFC 6749 section 4.4.3)"),
     validation = Rule::new("!has(self.tokenEndpointAuthMethod) || ((self.tokenEndpointAuthMethod == 'none') == self.public)")
-        .message("public clients use tokenEndpointAuthMethod none; confidential clients client_secret_basic or client_secret_post"),
+        .message("public clients use tokenEndpointAuthMethod none; confidential clients client_secret_basic, client_secret_post or private_key_jwt"),
     validation = Rule::new("(has(self.secretName) ? self.secretName : '') == (has(oldSelf.secretName) ? oldSelf.secretName : '')")
         .message("secretName is immutable: create a new OAuthClient to use another Secret"),
     validation = Rule::new("!has(self.scopes) || !self.scopes.exists(s, s == 'latchkey:admin')")
         .message("the latchkey:admin scope is reserved to admin clients, made with the latchkey CLI or the admin API"),
+    validation = Rule::new("!(has(self.serviceAccount) && has(self.jwks))")
+        .message("serviceAccount and jwks are two ways of private_key_jwt: choose one"),
+    validation = Rule::new("!(has(self.serviceAccount) || has(self.jwks)) || !self.public")
+        .message("a public client has no credentials: serviceAccount and jwks are for confidential clients"),
+    validation = Rule::new("!has(self.tokenEndpointAuthMethod) || ((self.tokenEndpointAuthMethod == 'private_key_jwt') == (has(self.serviceAccount) || has(self.jwks)))")
+        .message("tokenEndpointAuthMethod private_key_jwt goes with serviceAccount or jwks, and they with it"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
@@ -161,6 +167,61 @@ pub struct OAuthClientSpec {
     /// Rotation of the client secret. Ignored for public clients.
     #[serde(default)]
     pub secret_rotation: SecretRotation,
+
+    /// Workload identity: pods running as this ServiceAccount (of this resource's
+    /// namespace) authenticate as the client with their projected ServiceAccount token
+    /// (RFC 7523 client assertion, private_key_jwt) instead of a client secret. No Secret
+    /// is written for such a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccountRef>,
+
+    /// private_key_jwt with the client's own keys: the public JWK Set its client
+    /// assertions are signed with (RSA 2048+ bits, EC P-256/P-384 or Ed25519; no private
+    /// members; a kid on each key when there are several; at most 8 keys). No Secret is
+    /// written for such a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Jwks>,
+}
+
+/// The ServiceAccount whose tokens authenticate a client.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountRef {
+    /// Name of the ServiceAccount, in the namespace of the OAuthClient (always: a
+    /// client cannot name another namespace's identity).
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// The audience the projected token must be issued for (its aud claim; the
+    /// `audience` of the projected volume). Defaults to Latchkey's issuer URL. Do not
+    /// use the API server's own audience: a token for Latchkey should not also open the
+    /// Kubernetes API, and the other way round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub audience: Option<String>,
+}
+
+/// A JWK Set (RFC 7517 §5) of public keys.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Jwks {
+    /// The keys, each a JWK object (kty, kid, alg, n/e or crv/x/y, ...).
+    #[schemars(length(min = 1, max = 8), schema_with = "jwk_list_schema")]
+    pub keys: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn jwk_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 8,
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true
+        }
+    })
 }
 
 /// An OAuth 2.0 grant type (RFC 6749).
@@ -201,6 +262,8 @@ pub enum TokenEndpointAuthMethod {
     ClientSecretPost,
     /// No client authentication (public clients).
     None,
+    /// A signed JWT client assertion (RFC 7523): set serviceAccount or jwks.
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -215,6 +278,7 @@ impl From<TokenEndpointAuthMethod> for latchkey_store::protocol::AuthMethod {
             TokenEndpointAuthMethod::ClientSecretBasic => Self::ClientSecretBasic,
             TokenEndpointAuthMethod::ClientSecretPost => Self::ClientSecretPost,
             TokenEndpointAuthMethod::None => Self::None,
+            TokenEndpointAuthMethod::PrivateKeyJwt => Self::PrivateKeyJwt,
         }
     }
 }
@@ -300,6 +364,9 @@ impl OAuthClientSpec {
         match (self.token_endpoint_auth_method, self.public) {
             (Some(method), _) => method,
             (None, true) => TokenEndpointAuthMethod::None,
+            (None, false) if self.service_account.is_some() || self.jwks.is_some() => {
+                TokenEndpointAuthMethod::PrivateKeyJwt
+            }
             (None, false) => TokenEndpointAuthMethod::ClientSecretBasic,
         }
     }

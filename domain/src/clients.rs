@@ -2,6 +2,7 @@
 //! the `latchkey client` commands and the `/oauth/clients` admin API.
 
 use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy};
+use latchkey_store::jwks;
 use latchkey_store::protocol::{
     ACCESS_TOKEN_TTL_SECS, AuthMethod, GrantType, REFRESH_TOKEN_TTL_SECS,
 };
@@ -30,6 +31,17 @@ pub struct ClientInput {
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
     pub audience: Option<String>,
+    /// The public JWK Set (`{"keys":[...]}`) of a `private_key_jwt` client; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub jwks: Option<Option<serde_json::Value>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D>(d: D) -> Result<Option<Option<serde_json::Value>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<serde_json::Value>::deserialize(d).map(Some)
 }
 
 /// A client as shown to administrators: everything but secret digests.
@@ -49,6 +61,12 @@ pub struct ClientView {
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
     pub audience: Option<String>,
+    /// The public keys of a `private_key_jwt` client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// `namespace/name` of the ServiceAccount that authenticates an operator-managed client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
     pub managed_by: &'static str,
     /// Only in the answer that created or rotated the secret; never stored.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +90,14 @@ impl ClientView {
             access_token_ttl: record.access_token_ttl,
             refresh_token_ttl: record.refresh_token_ttl,
             audience: record.audience.clone(),
+            jwks: record
+                .jwks
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
+            service_account: record
+                .service_account
+                .as_ref()
+                .map(|sa| format!("{}/{}", sa.namespace, sa.name)),
             managed_by: record.managed_by.as_str(),
             client_secret: secret.map(|s| s.expose().to_owned()),
         }
@@ -85,6 +111,7 @@ pub fn create(
     now: i64,
 ) -> Result<(ClientRecord, Option<ClientSecret>), Vec<String>> {
     let public = input.public.unwrap_or(false);
+    let with_keys = matches!(input.jwks, Some(Some(_)));
     let client_id = match &input.client_id {
         Some(id) => id.clone(),
         None => uuid::Uuid::new_v4().simple().to_string(),
@@ -106,6 +133,8 @@ pub fn create(
         scopes: Vec::new(),
         token_endpoint_auth_method: if public {
             AuthMethod::None
+        } else if with_keys {
+            AuthMethod::PrivateKeyJwt
         } else {
             AuthMethod::ClientSecretBasic
         },
@@ -115,6 +144,8 @@ pub fn create(
         access_token_ttl: None,
         refresh_token_ttl: None,
         audience: None,
+        jwks: None,
+        service_account: None,
         managed_by: ManagedBy::Api,
         owner: None,
         created_at: now,
@@ -128,7 +159,8 @@ pub fn create(
             ..input
         },
     )?;
-    let secret = if record.public {
+    let secret = if record.public || record.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+    {
         None
     } else {
         let secret = ClientSecret::generate().map_err(|e| vec![e.to_string()])?;
@@ -197,6 +229,21 @@ pub fn apply(record: &mut ClientRecord, input: ClientInput) -> Result<(), Vec<St
     }
     if input.audience.is_some() {
         record.audience = input.audience;
+    }
+    match input.jwks {
+        None => {}
+        Some(None) => record.jwks = None,
+        Some(Some(set)) => match jwks::check(&set, jwks::MAX_CLIENT_KEYS) {
+            // Stored as given (checked), so what the admin sees is what they sent.
+            Ok(_) => record.jwks = Some(set.to_string()),
+            Err(e) => problems.push(format!("jwks: {e}")),
+        },
+    }
+    // A private_key_jwt client has no secret: one left over would still authenticate.
+    if record.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt {
+        record.secret_hash = None;
+        record.previous_secret_hash = None;
+        record.previous_secret_expires_at = None;
     }
     if let Err(more) = validate(record) {
         // Only unknown names given: that, not an empty list, is the problem.
@@ -321,7 +368,19 @@ pub fn validate(record: &ClientRecord) -> Result<(), Vec<String>> {
         }
     }
     if record.public != (record.token_endpoint_auth_method == AuthMethod::None) {
-        problems.push("public clients use token_endpoint_auth_method none, confidential clients a secret method".into());
+        problems.push("public clients use token_endpoint_auth_method none, confidential clients a secret method or private_key_jwt".into());
+    }
+    let has_keys = record.jwks.is_some() || record.service_account.is_some();
+    if (record.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt) != has_keys {
+        problems.push(
+            "token_endpoint_auth_method private_key_jwt and jwks go together: give both or neither"
+                .into(),
+        );
+    }
+    if let Some(text) = &record.jwks
+        && let Err(e) = jwks::check_text(text, jwks::MAX_CLIENT_KEYS)
+    {
+        problems.push(format!("jwks: {e}"));
     }
     for (name, ttl, range, most) in [
         (

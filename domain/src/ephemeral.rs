@@ -325,6 +325,38 @@ impl Ephemeral {
         }
     }
 
+    /// Marks `key` (a digest) as used until `expires_at_ms`; `true` if this is its first
+    /// use. For single-use values shared by every replica: the `jti` of a client
+    /// assertion (RFC 7523 §3). One `SET NX` in Redis; a Redis failure refuses the request
+    /// (503) rather than let a replay through.
+    pub async fn first_use(&self, key: &str, expires_at_ms: i64, now_ms: i64) -> Result<bool> {
+        let key = format!("once:{key}");
+        match self {
+            Self::Memory(memory) => {
+                let mut used = memory.revoked.lock().unwrap_or_else(|p| p.into_inner());
+                if used.get(&key).is_some_and(|exp| *exp > now_ms) {
+                    return Ok(false);
+                }
+                used.retain(|_, exp| *exp > now_ms);
+                used.insert(key, expires_at_ms.max(now_ms + 1));
+                Ok(true)
+            }
+            Self::Redis(store) => {
+                let mut conn = store.conn.clone();
+                redis::cmd("SET")
+                    .arg(format!("{}{key}", store.prefix))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PXAT")
+                    .arg(expires_at_ms.max(now_ms + 1))
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map(|set| set.is_some())
+                    .map_err(redis_unavailable)
+            }
+        }
+    }
+
     /// Records that every access token of the session (refresh family) `sid` is revoked
     /// until `until_ms`, when the last of them has expired.
     pub async fn revoke_session(&self, sid: &str, until_ms: i64, now_ms: i64) -> Result<()> {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use jsonwebtoken::DecodingKey;
+use latchkey_store::federation;
 use latchkey_store::keydir::{self, KeyFile};
 use latchkey_store::keys::KeyPair;
 use latchkey_store::signing_keys::{self, KeyState};
@@ -31,9 +32,14 @@ use latchkey_store::{Db, now_ms};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+use crate::assertion_keys::{self, AssertionKey, FederatedKeys};
+
 /// Shortest gap between two reloads triggered by unknown `kid`s, so forged tokens cannot
 /// turn into a stream of database queries.
 const MIN_ON_DEMAND_RELOAD: Duration = Duration::from_secs(1);
+
+/// The most keys a cluster's ServiceAccount JWK Set may hold.
+const MAX_FEDERATED_KEYS: usize = 32;
 
 /// What one reload produced; swapped in whole.
 #[derive(Debug, Default)]
@@ -45,6 +51,9 @@ pub struct KeySet {
     verifiers: HashMap<String, Arc<DecodingKey>>,
     /// The JWKS document, serialised once per reload rather than per request.
     jwks: Bytes,
+    /// The cluster's ServiceAccount issuer and its keys, as the operator published them
+    /// (`federated_issuers`), for ServiceAccount client assertions.
+    federated: Option<Arc<FederatedKeys>>,
 }
 
 impl KeySet {
@@ -75,6 +84,8 @@ struct ReloadState {
     files: Vec<KeyFile>,
     held: HashMap<String, Arc<KeyPair>>,
     last: Option<Instant>,
+    /// The federated issuer row last parsed (issuer, JWK Set text), to skip re-parsing.
+    federated_source: Option<(String, String)>,
 }
 
 impl KeyRing {
@@ -110,6 +121,22 @@ impl KeyRing {
         }
         self.reload_if_stale().await;
         self.current().verifiers.get(kid).cloned()
+    }
+
+    /// The cluster issuer and its key `kid`, reloading once if the kid is unknown and the
+    /// last reload is more than a second old: a cluster that rotated its ServiceAccount
+    /// key costs one bounded reload, not one per request.
+    pub async fn federated_key(&self, kid: &str) -> Option<(String, Arc<AssertionKey>)> {
+        let find = |set: &KeySet| {
+            let fed = set.federated.as_ref()?;
+            let key = fed.keys.iter().find(|k| k.kid.as_deref() == Some(kid))?;
+            Some((fed.issuer.clone(), key.clone()))
+        };
+        if let Some(found) = find(&self.current()) {
+            return Some(found);
+        }
+        self.reload_if_stale().await;
+        find(&self.current())
     }
 
     /// The key to sign with. While this replica lacks the newest Active key (a rotation
@@ -201,6 +228,34 @@ impl KeyRing {
                 }
             }
         }
+        let federated = match federation::get(&shared.db, federation::KUBERNETES).await? {
+            None => None,
+            Some(row) => {
+                let source = (row.issuer.clone(), row.jwks.clone());
+                let unchanged = state.federated_source.as_ref() == Some(&source);
+                match self.current().federated.clone() {
+                    Some(parsed) if unchanged => Some(parsed),
+                    _ => match assertion_keys::parse_jwks(&row.jwks, MAX_FEDERATED_KEYS) {
+                        Ok(keys) => {
+                            tracing::info!(
+                                issuer = row.issuer,
+                                kids = ?keys.iter().map(|k| k.kid.as_deref()).collect::<Vec<_>>(),
+                                "loaded the cluster's ServiceAccount keys"
+                            );
+                            state.federated_source = Some(source);
+                            Some(Arc::new(FederatedKeys {
+                                issuer: row.issuer,
+                                keys: keys.into_iter().map(Arc::new).collect(),
+                            }))
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "skipping the published ServiceAccount keys");
+                            None
+                        }
+                    },
+                }
+            }
+        };
         let signing = choose_signer(&published, &state.held);
         let newest_active = published.iter().find(|row| row.state == KeyState::Active);
         let fallback = match (&signing, newest_active) {
@@ -236,6 +291,7 @@ impl KeyRing {
             fallback: lacking,
             verifiers,
             jwks,
+            federated,
         });
         match shared.current.write() {
             Ok(mut guard) => *guard = set,

@@ -9,6 +9,8 @@
 //! - [`sessions`]: refresh-token families: start, rotate with reuse detection, revoke.
 //! - [`accounts`]: what a valid username and address are; activation and reset mails.
 //! - [`email_tokens`]: single-use emailed tokens (their digests are in the store).
+//! - [`assertions`]: `private_key_jwt` client authentication (a client's own keys, or a
+//!   Kubernetes ServiceAccount token); [`assertion_keys`]: the verifying keys.
 //! - [`clients`]: creating, changing and validating OAuth clients (CLI and admin API).
 //! - [`scopes`]: scope syntax and what a client may ask for.
 //! - [`tokens`]: RS256 access tokens (RFC 9068) and opaque-token digests.
@@ -27,6 +29,8 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod assertion_keys;
+pub mod assertions;
 pub mod clients;
 pub mod email_tokens;
 pub mod ephemeral;

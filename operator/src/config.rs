@@ -76,6 +76,14 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_OPERATOR_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
 
+    /// How often the cluster's ServiceAccount issuer and keys are read from the API
+    /// server (/.well-known/openid-configuration, /openid/v1/jwks) and published to the
+    /// database for workload-identity clients (spec.serviceAccount). A rotated cluster
+    /// key is accepted within this time plus the replicas' key reload. Seconds or a
+    /// number with a unit s, m, h, d; at least 1s.
+    #[arg(long, env = "LATCHKEY_CLUSTER_ISSUER_REFRESH", default_value = "30s", value_parser = parse_duration)]
+    pub cluster_issuer_refresh: Duration,
+
     /// Log format: json (one object per line) or text.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -115,6 +123,9 @@ impl Config {
         let mut problems = Vec::new();
         if let Err(e) = latchkey_store::Backend::from_url(&self.database_url) {
             problems.push(format!("DATABASE_URL: {e}"));
+        }
+        if self.cluster_issuer_refresh < Duration::from_secs(1) {
+            problems.push("LATCHKEY_CLUSTER_ISSUER_REFRESH: must be at least 1s".to_owned());
         }
         if self.database_max_connections == 0 {
             problems.push("DATABASE_MAX_CONNECTIONS: must be at least 1".to_owned());

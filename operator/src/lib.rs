@@ -13,6 +13,8 @@
 //!   its row is Active, and requeues at the next transition.
 //!   - [`signingkey::rotation`]: the signing-key life cycle (Next → Active → Retired →
 //!     deleted) as pure functions of the recorded keys, the manual actions and the time.
+//! - [`issuer`]: publishes the cluster's ServiceAccount issuer and keys to the database
+//!   (workload identity), on the leader.
 //! - [`leader`]: leader election over a Lease; only the holder runs the controllers.
 //! - [`controller`]: the scaffolding both controllers share, written once: watch, the
 //!   `finalizer()` dispatch to a kind's `apply` / `cleanup`, metrics, back-off, Events,
@@ -54,6 +56,7 @@ pub mod context;
 pub mod controller;
 mod error;
 pub mod http;
+pub mod issuer;
 pub mod leader;
 pub mod metrics;
 pub mod oauthclient;
@@ -135,13 +138,17 @@ pub async fn run(
     };
 
     let mut clients_stop = stop_rx.clone();
-    let mut keys_stop = stop_rx;
-    let controllers = futures::future::join(
+    let mut keys_stop = stop_rx.clone();
+    let mut issuer_stop = stop_rx;
+    let controllers = futures::future::join3(
         controller::run::<OAuthClient>(ctx.clone(), async move {
             let _ = clients_stop.wait_for(|stop| *stop).await;
         }),
-        controller::run::<SigningKey>(ctx, async move {
+        controller::run::<SigningKey>(ctx.clone(), async move {
             let _ = keys_stop.wait_for(|stop| *stop).await;
+        }),
+        issuer::run(ctx, config.cluster_issuer_refresh, async move {
+            let _ = issuer_stop.wait_for(|stop| *stop).await;
         }),
     );
     let mut result = Ok(());

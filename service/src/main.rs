@@ -152,9 +152,14 @@ struct ClientFlags {
     /// them (`--scope "read write"`), or both.
     #[arg(long = "scope")]
     scopes: Vec<String>,
-    /// client_secret_basic (default), client_secret_post, or none (public clients).
+    /// client_secret_basic (default), client_secret_post, private_key_jwt (the default
+    /// with --jwks), or none (public clients).
     #[arg(long)]
     auth_method: Option<String>,
+    /// The public JWK Set (`{"keys":[...]}`) a private_key_jwt client signs its client
+    /// assertions with: a file, or the JSON itself when it starts with `{`.
+    #[arg(long)]
+    jwks: Option<String>,
     /// Skip the consent page (for the operator's own applications).
     #[arg(long)]
     first_party: bool,
@@ -283,6 +288,20 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Create(flags) => {
             let flags = *flags;
             let non_empty = |v: Vec<String>| if v.is_empty() { None } else { Some(v) };
+            let jwks = match flags.jwks.as_deref() {
+                None => None,
+                Some(text) => {
+                    let text = if text.trim_start().starts_with('{') {
+                        text.to_owned()
+                    } else {
+                        std::fs::read_to_string(text)
+                            .with_context(|| format!("reading --jwks {text}"))?
+                    };
+                    let set: serde_json::Value =
+                        serde_json::from_str(&text).context("--jwks is not a JSON JWK Set")?;
+                    Some(Some(set))
+                }
+            };
             let input = ClientInput {
                 client_id: flags.client_id,
                 name: flags.name,
@@ -305,6 +324,7 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
                 access_token_ttl: flags.access_token_ttl,
                 refresh_token_ttl: flags.refresh_token_ttl,
                 audience: flags.audience,
+                jwks,
             };
             let (record, secret) = client_admin::create(input, now)
                 .map_err(|p| anyhow::anyhow!("invalid client:\n  - {}", p.join("\n  - ")))?;

@@ -72,6 +72,11 @@ pub struct ClientRecord {
     pub refresh_token_ttl: Option<i64>,
     /// `aud` of this client's access tokens; `None` uses the service default.
     pub audience: Option<String>,
+    /// For `private_key_jwt` with keys of its own: its public JWK Set (JSON, checked by
+    /// [`crate::jwks::check`] before it is stored).
+    pub jwks: Option<String>,
+    /// For `private_key_jwt` with a Kubernetes ServiceAccount token: which one.
+    pub service_account: Option<ServiceAccountBinding>,
     pub managed_by: ManagedBy,
     /// For operator-managed rows, `namespace/name` of the resource.
     pub owner: Option<String>,
@@ -87,6 +92,28 @@ impl std::fmt::Debug for ClientRecord {
             .field("grant_types", &self.grant_types)
             .field("managed_by", &self.managed_by)
             .finish_non_exhaustive()
+    }
+}
+
+/// The Kubernetes ServiceAccount whose projected tokens authenticate a client
+/// (`OAuthClient.spec.serviceAccount`). Written by the operator only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccountBinding {
+    /// Always the namespace of the `OAuthClient`.
+    pub namespace: String,
+    pub name: String,
+    /// `metadata.uid` of the ServiceAccount as the operator last saw it; `None` while it
+    /// does not exist. A token must carry this uid: a ServiceAccount deleted and created
+    /// again under the same name is another identity until the operator records it.
+    pub uid: Option<String>,
+    /// The `aud` the token must carry; `None` means the issuer of this Latchkey.
+    pub audience: Option<String>,
+}
+
+impl ServiceAccountBinding {
+    /// The `sub` of its tokens: `system:serviceaccount:<namespace>:<name>`.
+    pub fn subject(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
     }
 }
 
@@ -193,6 +220,24 @@ fn from_row(row: &AnyRow) -> Result<ClientRecord> {
         access_token_ttl: row.try_get("access_token_ttl")?,
         refresh_token_ttl: row.try_get("refresh_token_ttl")?,
         audience: row.try_get("audience")?,
+        jwks: row.try_get("jwks")?,
+        service_account: {
+            let binding: Option<String> = row.try_get("service_account")?;
+            match binding {
+                None => None,
+                Some(binding) => {
+                    let (namespace, name) = binding
+                        .split_once('/')
+                        .ok_or_else(|| Error::Corrupt(format!("service_account {binding:?}")))?;
+                    Some(ServiceAccountBinding {
+                        namespace: namespace.to_owned(),
+                        name: name.to_owned(),
+                        uid: row.try_get("service_account_uid")?,
+                        audience: row.try_get("assertion_audience")?,
+                    })
+                }
+            }
+        },
         managed_by: ManagedBy::parse(&managed_by)?,
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
@@ -205,7 +250,8 @@ macro_rules! select_where {
         concat!(
             "SELECT client_id, name, secret_hash, previous_secret_hash, previous_secret_expires_at, \
              public, grant_types, redirect_uris, scopes, token_endpoint_auth_method, first_party, \
-             admin, resource_server, post_logout_redirect_uris, access_token_ttl, refresh_token_ttl, audience, managed_by, owner, created_at, updated_at \
+             admin, resource_server, post_logout_redirect_uris, access_token_ttl, refresh_token_ttl, audience, jwks, service_account, service_account_uid, assertion_audience, \
+             managed_by, owner, created_at, updated_at \
              FROM oauth_clients ",
             $tail
         )
@@ -235,9 +281,10 @@ macro_rules! insert_sql {
              previous_secret_expires_at, public, grant_types, redirect_uris, scopes, \
              token_endpoint_auth_method, first_party, admin, resource_server, \
              post_logout_redirect_uris, access_token_ttl, refresh_token_ttl, audience, \
+             jwks, service_account, service_account_uid, assertion_audience, \
              managed_by, owner, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21)",
+             $18, $19, $20, $21, $22, $23, $24, $25)",
             $tail
         )
     };
@@ -268,6 +315,9 @@ pub async fn upsert(db: &Db, client: &ClientRecord) -> Result<()> {
          resource_server = excluded.resource_server, \
          post_logout_redirect_uris = excluded.post_logout_redirect_uris, access_token_ttl = excluded.access_token_ttl, \
          refresh_token_ttl = excluded.refresh_token_ttl, audience = excluded.audience, \
+         jwks = excluded.jwks, service_account = excluded.service_account, \
+         service_account_uid = excluded.service_account_uid, \
+         assertion_audience = excluded.assertion_audience, \
          managed_by = excluded.managed_by, owner = excluded.owner, updated_at = excluded.updated_at"
     );
     bind_all(sqlx::query(sql), client)
@@ -304,6 +354,18 @@ fn bind_all<'q>(
         .bind(c.access_token_ttl)
         .bind(c.refresh_token_ttl)
         .bind(&c.audience)
+        .bind(&c.jwks)
+        .bind(
+            c.service_account
+                .as_ref()
+                .map(|sa| format!("{}/{}", sa.namespace, sa.name)),
+        )
+        .bind(c.service_account.as_ref().and_then(|sa| sa.uid.clone()))
+        .bind(
+            c.service_account
+                .as_ref()
+                .and_then(|sa| sa.audience.clone()),
+        )
         .bind(c.managed_by.as_str())
         .bind(&c.owner)
         .bind(c.created_at)
@@ -342,6 +404,8 @@ mod tests {
             access_token_ttl: None,
             refresh_token_ttl: None,
             audience: None,
+            jwks: None,
+            service_account: None,
             managed_by: ManagedBy::Api,
             owner: None,
             created_at: 0,

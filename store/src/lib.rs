@@ -12,6 +12,9 @@
 //! - [`credentials`]: a password change or reset, across users, refresh tokens, reset
 //!   links and browser sessions in one transaction.
 //! - [`clients`]: OAuth 2.0 client records and their secret digests.
+//! - [`jwks`]: the one check of a public JWK Set that verifies client assertions.
+//! - [`federation`]: issuers whose tokens authenticate clients (the cluster's
+//!   ServiceAccount issuer) and their keys.
 //! - [`prune`]: batched deletes of expired and spent rows (what reuse detection needs
 //!   stays).
 //! - [`protocol`]: the protocol values every crate names: [`GrantType`](protocol::GrantType),
@@ -34,6 +37,8 @@ pub mod codes;
 pub mod credentials;
 pub mod db;
 pub mod email_tokens;
+pub mod federation;
+pub mod jwks;
 pub mod keydir;
 pub mod keys;
 pub mod protocol;

@@ -76,16 +76,25 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// No client authentication: a public client.
     None,
+    /// A signed JWT (RFC 7523 §2.2): with the client's own keys (`jwks`) or a
+    /// Kubernetes ServiceAccount token (`service_account`).
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
-    pub const ALL: [AuthMethod; 3] = [Self::ClientSecretBasic, Self::ClientSecretPost, Self::None];
+    pub const ALL: [AuthMethod; 4] = [
+        Self::ClientSecretBasic,
+        Self::ClientSecretPost,
+        Self::None,
+        Self::PrivateKeyJwt,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
             Self::None => "none",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -129,6 +138,6 @@ mod tests {
             );
         }
         assert_eq!(GrantType::parse("implicit"), None);
-        assert_eq!(AuthMethod::parse("private_key_jwt"), None);
+        assert_eq!(AuthMethod::parse("client_secret_jwt"), None);
     }
 }

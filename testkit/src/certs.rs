@@ -90,3 +90,18 @@ pub fn write_all(dir: &Path) -> Result<CertPaths> {
     }
     Ok(paths)
 }
+
+/// A new ServiceAccount signing key pair in `dir` (`<stem>.key`, `<stem>.pub`), for an
+/// API server restarted with a rotated key; returns (private, public) paths.
+pub fn write_service_account_key(dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf)> {
+    let key = KeyPair::generate()?;
+    let private = dir.join(format!("{stem}.key"));
+    let public = dir.join(format!("{stem}.pub"));
+    for (path, pem) in [
+        (&private, key.serialize_pem()),
+        (&public, key.public_key_pem()),
+    ] {
+        std::fs::write(path, pem).map_err(io(format!("writing {}", path.display())))?;
+    }
+    Ok((private, public))
+}

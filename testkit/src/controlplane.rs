@@ -31,6 +31,10 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     certs: CertPaths,
     startup: Duration,
+    /// The API server's arguments, so it can be restarted with other keys.
+    api_args: Vec<String>,
+    root: PathBuf,
+    restarts: u32,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -117,6 +121,7 @@ impl ControlPlane {
             &[],
             root.join("kube-apiserver.log"),
         )?;
+        let api_args_kept = api_args.clone();
 
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = root.join("kubeconfig");
@@ -130,11 +135,47 @@ impl ControlPlane {
             kubeconfig,
             certs,
             startup: Duration::ZERO,
+            api_args: api_args_kept,
+            root,
+            restarts: 0,
             dir: Some(dir),
         };
         plane.wait_for_apiserver().await?;
         plane.startup = started.elapsed();
         Ok(plane)
+    }
+
+    /// Restarts the API server (same port, same etcd) signing ServiceAccount tokens with
+    /// a new key, the old public key still accepted — a cluster's key rotation. Waits
+    /// until it is ready again.
+    pub async fn rotate_service_account_key(&mut self) -> Result<()> {
+        self.restarts += 1;
+        let (private, public) = certs::write_service_account_key(
+            &self.root.join("certs"),
+            &format!("sa-{}", self.restarts),
+        )?;
+        let mut args: Vec<String> = self
+            .api_args
+            .iter()
+            .filter(|a| !a.starts_with("--service-account-signing-key-file="))
+            .cloned()
+            .collect();
+        args.push(format!("--service-account-key-file={}", public.display()));
+        args.push(format!(
+            "--service-account-signing-key-file={}",
+            private.display()
+        ));
+        self.apiserver.kill();
+        self.apiserver = ChildProcess::spawn(
+            "kube-apiserver",
+            &k8s_bin_dir()?.join("kube-apiserver"),
+            &args,
+            &[],
+            self.root
+                .join(format!("kube-apiserver-{}.log", self.restarts)),
+        )?;
+        self.api_args = args;
+        self.wait_for_apiserver().await
     }
 
     /// `https://127.0.0.1:<port>`.

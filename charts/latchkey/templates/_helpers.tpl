@@ -215,6 +215,7 @@ Secrets only.
   "LATCHKEY_OPERATOR_LEASE_NAME" (include "latchkey.operator.leaseName" .)
   "LATCHKEY_OPERATOR_LEASE_DURATION" $v.operator.leaderElection.leaseDuration
   "LATCHKEY_OPERATOR_RESYNC" $v.operator.resyncInterval
+  "LATCHKEY_CLUSTER_ISSUER_REFRESH" $v.operator.clusterIssuerRefresh
   "DATABASE_MAX_CONNECTIONS" (toString $v.operator.databaseMaxConnections)
   "LATCHKEY_LOG_FORMAT" $v.operator.logFormat
   "LATCHKEY_LOG" $v.operator.logLevel

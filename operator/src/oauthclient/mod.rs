@@ -8,12 +8,12 @@
 
 pub mod plan;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use latchkey_crds::{OAuthClient, OAuthClientStatus};
+use latchkey_crds::{OAuthClient, OAuthClientStatus, TokenEndpointAuthMethod};
 use latchkey_store::clients::{self, ClientSecret};
 
 use crate::context::Context;
@@ -88,6 +88,7 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         secrets.get_opt(&validated.secret_name).await?.as_ref(),
         &uid,
     );
+    let found_owned = matches!(found, Found::Owned(_));
     let stored = match found {
         Found::Foreign => {
             let message = format!(
@@ -116,6 +117,19 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
             .await;
     }
 
+    // Workload identity: the ServiceAccount's uid now (a recreated one is another
+    // identity; a deleted one authenticates nobody).
+    let service_account_uid = match &obj.spec.service_account {
+        None => None,
+        Some(sa) => {
+            let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+            accounts
+                .get_opt(&sa.name)
+                .await?
+                .and_then(|a| a.metadata.uid)
+        }
+    };
+
     let fresh = ClientSecret::generate()?;
     let first = before.last_secret_rotation.is_none() && before.client_id.is_none();
     let secret_plan = plan::plan_secret(&obj.spec, &validated, &stored, first, &fresh, now);
@@ -126,6 +140,7 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         &owner,
         &secret_plan,
         row.as_ref(),
+        (&ns, service_account_uid.as_deref()),
         now,
     );
     let spec_changed = before.observed_generation != generation;
@@ -146,34 +161,76 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
     if row_action != RowAction::Unchanged {
         clients::upsert(&ctx.db, &desired_row).await?;
     }
-    // 2. The Secret, with the operator's state in its annotations, in one request.
-    let owner_ref = obj
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingField(".metadata.uid"))?;
-    let secret = plan::desired_secret(
-        &ns,
-        &name,
-        owner_ref,
-        &validated,
-        &client_id,
-        &ctx.settings,
-        &secret_plan,
+    // 2. The Secret, with the operator's state in its annotations, in one request. A
+    // private_key_jwt client has no secret and gets no Secret (one it owned before is
+    // deleted: its client_secret no longer works).
+    let writes_secret = !matches!(
+        validated.auth_method,
+        TokenEndpointAuthMethod::PrivateKeyJwt
     );
-    controller::apply_secret(&secrets, &validated.secret_name, &secret).await?;
+    if writes_secret {
+        let owner_ref = obj
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingField(".metadata.uid"))?;
+        let secret = plan::desired_secret(
+            &ns,
+            &name,
+            owner_ref,
+            &validated,
+            &client_id,
+            &ctx.settings,
+            &secret_plan,
+        );
+        controller::apply_secret(&secrets, &validated.secret_name, &secret).await?;
+    } else if found_owned {
+        match secrets
+            .delete(&validated.secret_name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     // 3. The status.
-    let readiness = Readiness {
-        ready: true,
-        reason: "Reconciled",
-        message: format!(
-            "client {client_id} is stored; its credentials are in Secret {}",
-            validated.secret_name
-        ),
+    let readiness = match (&obj.spec.service_account, &service_account_uid) {
+        (Some(sa), None) => Readiness {
+            ready: false,
+            reason: "ServiceAccountMissing",
+            message: format!(
+                "ServiceAccount {ns}/{} does not exist: no token authenticates client {client_id} until it does",
+                sa.name
+            ),
+        },
+        (Some(sa), Some(_)) => Readiness {
+            ready: true,
+            reason: "Reconciled",
+            message: format!(
+                "client {client_id} is stored; pods running as ServiceAccount {} authenticate with its projected token",
+                sa.name
+            ),
+        },
+        (None, _) if !writes_secret => Readiness {
+            ready: true,
+            reason: "Reconciled",
+            message: format!(
+                "client {client_id} is stored; it authenticates with assertions signed by its jwks"
+            ),
+        },
+        (None, _) => Readiness {
+            ready: true,
+            reason: "Reconciled",
+            message: format!(
+                "client {client_id} is stored; its credentials are in Secret {}",
+                validated.secret_name
+            ),
+        },
     };
     let status = plan::status(
         &before,
         generation,
         &client_id,
-        &validated.secret_name,
+        writes_secret.then_some(validated.secret_name.as_str()),
         Some(&secret_plan),
         readiness,
         now,
@@ -223,7 +280,7 @@ impl NotReady<'_> {
             self.before,
             obj.meta().generation,
             self.client_id,
-            secret_name,
+            Some(secret_name),
             None,
             readiness,
             self.now,

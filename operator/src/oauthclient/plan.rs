@@ -20,7 +20,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use latchkey_crds::{OAuthClientSpec, OAuthClientStatus, TokenEndpointAuthMethod, duration};
-use latchkey_store::clients::{ClientRecord, ClientSecret, ManagedBy, secret_digest};
+use latchkey_store::clients::{
+    ClientRecord, ClientSecret, ManagedBy, ServiceAccountBinding, secret_digest,
+};
+use latchkey_store::jwks;
 use latchkey_store::protocol::{ACCESS_TOKEN_TTL_SECS, ADMIN_SCOPE, REFRESH_TOKEN_TTL_SECS};
 
 use crate::context::Settings;
@@ -70,6 +73,16 @@ pub struct Validated {
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
     pub overlap: Duration,
+    /// `spec.jwks`, checked, as the JSON text the row stores.
+    pub jwks: Option<String>,
+}
+
+impl Validated {
+    /// Whether the client has a client secret (and so a Secret): not a public client,
+    /// not a private_key_jwt one.
+    pub fn has_secret(&self, spec: &OAuthClientSpec) -> bool {
+        !spec.public && self.auth_method != TokenEndpointAuthMethod::PrivateKeyJwt
+    }
 }
 
 /// Checks what the CRD schema admits but the deployment does not accept, and applies the
@@ -151,6 +164,19 @@ pub fn validate(
             Duration::ZERO
         }
     };
+    let jwks = match &spec.jwks {
+        None => None,
+        Some(set) => {
+            let value = serde_json::json!({ "keys": set.keys });
+            match jwks::check(&value, jwks::MAX_CLIENT_KEYS) {
+                Ok(_) => Some(value.to_string()),
+                Err(e) => {
+                    problems.push(format!("jwks: {e}"));
+                    None
+                }
+            }
+        }
+    };
     let secret_name = spec
         .secret_name
         .clone()
@@ -170,6 +196,7 @@ pub fn validate(
         access_token_ttl,
         refresh_token_ttl,
         overlap,
+        jwks,
     })
 }
 
@@ -306,7 +333,7 @@ pub fn plan_secret(
     now: i64,
 ) -> SecretPlan {
     let wanted_generation = spec.secret_rotation.generation;
-    if spec.public {
+    if !validated.has_secret(spec) {
         return SecretPlan {
             change: SecretChange::None,
             current: None,
@@ -357,7 +384,10 @@ pub fn plan_secret(
 }
 
 /// The database row the spec and the secret call for. `created_at` comes from the
-/// existing row (the upsert keeps it anyway); `updated_at` is `now`.
+/// existing row (the upsert keeps it anyway); `updated_at` is `now`. `namespace` and
+/// `service_account_uid` (the ServiceAccount's uid as read now, `None` if it does not
+/// exist) bind a `spec.serviceAccount` client.
+#[expect(clippy::too_many_arguments, reason = "each is one input of the row")]
 pub fn desired_row(
     spec: &OAuthClientSpec,
     validated: &Validated,
@@ -365,6 +395,7 @@ pub fn desired_row(
     owner: &str,
     secret: &SecretPlan,
     existing: Option<&ClientRecord>,
+    (namespace, service_account_uid): (&str, Option<&str>),
     now: i64,
 ) -> ClientRecord {
     ClientRecord {
@@ -386,6 +417,16 @@ pub fn desired_row(
         access_token_ttl: validated.access_token_ttl,
         refresh_token_ttl: validated.refresh_token_ttl,
         audience: spec.audience.clone(),
+        jwks: validated.jwks.clone(),
+        service_account: spec
+            .service_account
+            .as_ref()
+            .map(|sa| ServiceAccountBinding {
+                namespace: namespace.to_owned(),
+                name: sa.name.clone(),
+                uid: service_account_uid.map(str::to_owned),
+                audience: sa.audience.clone(),
+            }),
         managed_by: ManagedBy::Operator,
         owner: Some(owner.to_owned()),
         created_at: existing.map_or(now, |r| r.created_at),
@@ -509,7 +550,7 @@ pub fn status(
     before: &OAuthClientStatus,
     generation: Option<i64>,
     client_id: &str,
-    secret_name: &str,
+    secret_name: Option<&str>,
     plan: Option<&SecretPlan>,
     readiness: Readiness,
     now: i64,
@@ -536,7 +577,7 @@ pub fn status(
     };
     OAuthClientStatus {
         client_id: Some(client_id.to_owned()),
-        secret_name: Some(secret_name.to_owned()),
+        secret_name: secret_name.map(str::to_owned),
         observed_generation: generation,
         secret_rotation_generation: rotation_generation,
         last_secret_rotation: last_rotation,
@@ -600,6 +641,8 @@ mod tests {
             audience: None,
             secret_name: None,
             secret_rotation: SecretRotation::default(),
+            service_account: None,
+            jwks: None,
         }
     }
 
@@ -790,7 +833,7 @@ mod tests {
         let v = validate(&s, "spa", &settings()).expect("valid");
         let plan = plan_secret(&s, &v, &Stored::default(), true, &fresh(), 0);
         assert_eq!(plan.change, SecretChange::None);
-        let row = desired_row(&s, &v, "ns.spa", "ns/spa", &plan, None, 0);
+        let row = desired_row(&s, &v, "ns.spa", "ns/spa", &plan, None, ("ns", None), 0);
         assert_eq!(row.secret_hash, None);
         assert_eq!(row.token_endpoint_auth_method, "none");
         let owner = OwnerReference::default();
@@ -862,7 +905,7 @@ mod tests {
         let s = spec();
         let v = validate(&s, "x", &settings()).expect("valid");
         let plan = plan_secret(&s, &v, &Stored::default(), true, &fresh(), 0);
-        let desired = desired_row(&s, &v, "ns.x", "ns/x", &plan, None, 10);
+        let desired = desired_row(&s, &v, "ns.x", "ns/x", &plan, None, ("ns", None), 10);
         // Same content, other timestamps: nothing to do.
         let mut stored = desired.clone();
         stored.updated_at = 5;
@@ -910,7 +953,7 @@ mod tests {
         let s = spec();
         let v = validate(&s, "x", &settings()).expect("valid");
         let plan = plan_secret(&s, &v, &Stored::default(), true, &fresh(), 0);
-        let mut row = desired_row(&s, &v, "ns.x", "ns/x", &plan, None, 0);
+        let mut row = desired_row(&s, &v, "ns.x", "ns/x", &plan, None, ("ns", None), 0);
         assert!(row_is_ours(&row, "ns/x"));
         assert!(!row_is_ours(&row, "other/x"));
         row.managed_by = ManagedBy::Api;
@@ -928,18 +971,26 @@ mod tests {
             &OAuthClientStatus::default(),
             Some(1),
             "ns.x",
-            "x-oauth",
+            Some("x-oauth"),
             None,
             ready(),
             1_000,
         );
-        let second = status(&first, Some(1), "ns.x", "x-oauth", None, ready(), 9_000);
+        let second = status(
+            &first,
+            Some(1),
+            "ns.x",
+            Some("x-oauth"),
+            None,
+            ready(),
+            9_000,
+        );
         assert_eq!(first, second);
         let failed = status(
             &second,
             Some(2),
             "ns.x",
-            "x-oauth",
+            Some("x-oauth"),
             None,
             Readiness {
                 ready: false,

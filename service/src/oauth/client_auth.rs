@@ -1,12 +1,16 @@
 //! Client authentication at the token, introspection and revocation endpoints
-//! (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, or `none` for public
+//! (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, `private_key_jwt`
+//! (RFC 7523 §2.2: a JWT signed with the client's own key, or a Kubernetes
+//! ServiceAccount token; verified in `latchkey_domain::assertions`), or `none` for public
 //! clients, exactly as the client is registered.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use latchkey_domain::assertions::{self, JWT_BEARER};
 use latchkey_store::clients::{self, ClientRecord};
 use latchkey_store::now_ms;
+use latchkey_store::protocol::AuthMethod;
 
 use super::OAuthError;
 use super::form::Params;
@@ -20,6 +24,30 @@ pub async fn authenticate(
 ) -> Result<ClientRecord, OAuthError> {
     let basic = basic_credentials(headers)?;
     let post_secret = params.get("client_secret");
+    match (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    ) {
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ));
+        }
+        (Some(kind), Some(_)) if kind != JWT_BEARER => {
+            return Err(OAuthError::invalid_client(format!(
+                "unsupported client_assertion_type; use {JWT_BEARER}"
+            )));
+        }
+        (Some(_), Some(assertion)) => {
+            if basic.is_some() || post_secret.is_some() {
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not a client_assertion and a secret",
+                ));
+            }
+            return authenticate_assertion(state, params.get("client_id"), assertion).await;
+        }
+    }
     if basic.is_some() && post_secret.is_some() {
         return Err(OAuthError::invalid_request(
             "use one client authentication method, not both the Authorization header and client_secret",
@@ -58,6 +86,32 @@ pub async fn authenticate(
         Some(secret) if !client.public && client.verify_secret(secret, now_ms()) => Ok(client),
         _ => Err(unknown()),
     }
+}
+
+/// `private_key_jwt`: the client named by `client_id`, or else by the assertion's `sub`
+/// (RFC 7523 §3), registered with that method, whose assertion verifies.
+async fn authenticate_assertion(
+    state: &AppState,
+    client_id: Option<&str>,
+    assertion: &str,
+) -> Result<ClientRecord, OAuthError> {
+    let unknown = || OAuthError::invalid_client("unknown client or wrong credentials");
+    let client_id = match client_id {
+        Some(id) => id.to_owned(),
+        None => assertions::unverified_subject(assertion).ok_or_else(|| {
+            OAuthError::invalid_client(
+                "client_id is required with a ServiceAccount token; a client's own assertion names it in sub",
+            )
+        })?,
+    };
+    let client = clients::get(&state.db, &client_id)
+        .await?
+        .ok_or_else(unknown)?;
+    if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(unknown());
+    }
+    assertions::verify(&state.core, &client, assertion, now_ms()).await?;
+    Ok(client)
 }
 
 /// `Authorization: Basic` credentials, form-urlencoded per RFC 6749 §2.3.1. Another
