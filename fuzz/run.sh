@@ -14,6 +14,7 @@
 # installed (pinned) under the cache on first use. The build has its own target dir
 # there too (sanitizer flags would otherwise rebuild the shared one), and so has the
 # corpus each run grows; the committed seeds in fuzz/corpus/<target> are only read.
+# fuzz/dict/<target>.dict, where there is one, is that target's libFuzzer dictionary.
 # A crash's input is written to fuzz/artifacts/<target>/; the run goes on with the other
 # targets and exits non-zero.
 #
@@ -75,9 +76,11 @@ run_one() {
     local target=$1 seconds=$2 out rc=0 execs rate corpus
     mkdir -p "$WORK_CORPUS/$target" "$FUZZ_DIR/corpus/$target"
     out=$CACHE/fuzz/$target.log
+    dict=()
+    [ ! -f "$FUZZ_DIR/dict/$target.dict" ] || dict=(-dict="$FUZZ_DIR/dict/$target.dict")
     # New inputs go to the first (cached) corpus folder; the committed seeds are read.
     cargo_fuzz run "$target" "$WORK_CORPUS/$target" "$FUZZ_DIR/corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$out" 2>&1 || rc=$?
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" >"$out" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
     execs=${execs:-?}
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -1)
@@ -88,7 +91,8 @@ run_one() {
     else
         printf '  %-14s FAILED  %10s execs  (exit %s; log %s)\n' "$target" "$execs" "$rc" "$out"
         # The crash report: the panic, the input, how to reproduce it.
-        grep -E -A3 "panicked|ERROR: libFuzzer|SUMMARY|Base64|artifact_prefix|Test unit written" "$out" | tail -40 >&2 || true
+        grep -E -A3 "panicked|ERROR: libFuzzer|SUMMARY|Base64|Test unit written" "$out" |
+            grep -v '^0x' | tail -40 >&2 || true
         grep -A3 "Reproduce with" "$out" >&2 || true
     fi
     return "$rc"
