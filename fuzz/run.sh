@@ -4,8 +4,8 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]   run each target for SECONDS (default 60)
 #   fuzz/run.sh short [TARGET...]       5 s each: what test.sh (CI) runs
 #   fuzz/run.sh build                   build only
-#   fuzz/run.sh cmin [TARGET...]        minimise the committed seeds (fuzz/corpus) merged
-#                                       with what earlier runs found
+#   fuzz/run.sh cmin [TARGET...]        minimise what the runs found, merged with the
+#                                       committed corpus (fuzz/corpus), and refresh it
 #   fuzz/run.sh repro TARGET FILE...    run TARGET on saved inputs (a crash's artifact)
 #   fuzz/run.sh list                    the targets
 #
@@ -112,6 +112,11 @@ run() {
     return "$failed"
 }
 
+# Minimises the cached corpus merged with the committed one. The cache keeps the whole
+# minimised set; the committed folder keeps its named inputs (seed-*: fuzz/seeds/make.py,
+# regression-*: past crashes) and the CMIN_KEEP smallest of the rest, so the repository
+# stays small while a fresh machine still starts well past the seeds.
+CMIN_KEEP=100
 cmin() {
     local target tmp
     local selected=("$@")
@@ -120,16 +125,20 @@ cmin() {
     scratch
     for target in "${selected[@]}"; do
         tmp=$(mktemp -d)
-        mkdir -p "$tmp/all" "$WORK_CORPUS/$target"
+        mkdir -p "$tmp/all" "$WORK_CORPUS/$target" "$FUZZ_DIR/corpus/$target"
         cp -n "$FUZZ_DIR/corpus/$target"/* "$WORK_CORPUS/$target"/* "$tmp/all/" 2>/dev/null || true
         cargo_fuzz cmin "$target" "$tmp/all" >"$CACHE/fuzz/$target.cmin.log" 2>&1
-        rm -rf "${FUZZ_DIR:?}/corpus/$target"
-        mkdir -p "$FUZZ_DIR/corpus/$target"
-        cp "$tmp/all"/* "$FUZZ_DIR/corpus/$target/"
+        rm -rf "${WORK_CORPUS:?}/$target"
+        mv "$tmp/all" "$WORK_CORPUS/$target"
+        find "$FUZZ_DIR/corpus/$target" -type f ! -name 'seed-*' ! -name 'regression-*' -delete
+        (cd "$WORK_CORPUS/$target" && find . -type f -printf '%s %f\n' | sort -n |
+            awk -v keep="$CMIN_KEEP" 'NR <= keep { print $2 }' |
+            xargs -r cp -t "$FUZZ_DIR/corpus/$target/")
         rm -rf "$tmp"
-        printf '  %-14s %4s inputs, %s\n' "$target" \
+        printf '  %-14s %5s inputs minimised (cache), %4s committed, %s\n' "$target" \
+            "$(find "$WORK_CORPUS/$target" -type f | wc -l)" \
             "$(find "$FUZZ_DIR/corpus/$target" -type f | wc -l)" \
-            "$(du -sh "$FUZZ_DIR/corpus/$target" | cut -f1)"
+            "$(du -s --apparent-size --block-size=1K "$FUZZ_DIR/corpus/$target" | cut -f1)K"
     done
 }
 
