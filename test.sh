@@ -9,6 +9,7 @@
 #   ./test.sh login                extra args go to `cargo test` (a name filter here)
 #   ./test.sh -- --nocapture       ... or to the test binaries
 #   LATCHKEY_TEST_SKIP_LINT=1 ./test.sh   skip fmt, clippy and the module-cycle check (local iteration only)
+#   LATCHKEY_TEST_SKIP_FUZZ=1 ./test.sh   skip the short fuzz run (fuzz/run.sh short; also skipped when args are given)
 #
 # Works from any cwd. Exits non-zero if any step fails.
 set -euo pipefail
@@ -172,6 +173,11 @@ if [ "${LATCHKEY_TEST_SKIP_LINT:-}" != 1 ]; then
 fi
 # --no-fail-fast: one run shows every failing test binary, not only the first.
 step test cargo test --workspace --locked --no-fail-fast "$@" || true
+# Every fuzz target for a few seconds (fuzz/run.sh: cargo-fuzz installed and the build
+# cached under the cache dir, apart from the tests' target dir). Not on a filtered run.
+if [ "$#" -eq 0 ] && [ "${LATCHKEY_TEST_SKIP_FUZZ:-}" != 1 ]; then
+    step fuzz fuzz/run.sh short || true
+fi
 
 summary
 if [ "$FAILED" -ne 0 ]; then

@@ -196,7 +196,9 @@ fn pem_decode(text: &str) -> Option<(String, Vec<u8>)> {
     let label = rest[..label_end].to_owned();
     let body_start = label_end + 5;
     let end_marker = format!("-----END {label}-----");
-    let body_end = rest.find(&end_marker)?;
+    // Searched after the BEGIN line: `-----BEGIN X-----END X-----` has its END marker
+    // inside the BEGIN line's closing dashes.
+    let body_end = body_start + rest[body_start..].find(&end_marker)?;
     let body: String = rest[body_start..body_end]
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -237,6 +239,19 @@ mod tests {
         assert!(jwk.rsa_components().is_ok());
         jwk.kid = "someone-else".to_owned();
         assert!(jwk.rsa_components().is_err());
+    }
+
+    #[test]
+    fn an_end_marker_overlapping_the_begin_line_is_no_pem_block() {
+        // Found by fuzz/ (key_pem): these sliced the text backwards and panicked.
+        for pem in [
+            "-----BEGIN PUBLIC KEY-------END PUBLIC KEY-----\n",
+            "-----BEGIN X------END X-----",
+            "-----BEGIN -----END -----",
+        ] {
+            let err = KeyPair::from_pem("k.pem", pem.as_bytes()).expect_err(pem);
+            assert!(err.to_string().contains("no PEM block"), "{err}");
+        }
     }
 
     #[test]

@@ -116,8 +116,8 @@ async fn authenticate_assertion(
 
 /// `Authorization: Basic` credentials, form-urlencoded per RFC 6749 §2.3.1. Another
 /// scheme is ignored (there is nothing to authenticate with); a malformed Basic value is
-/// an error.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+/// an error. Public for the fuzz targets (`fuzz/`), which feed it untrusted headers.
+pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
