@@ -86,7 +86,10 @@ pub enum Error {
 impl From<latchkey_store::Error> for Error {
     fn from(err: latchkey_store::Error) -> Self {
         match err {
-            err if err.is_pool_timeout() => Self::Unavailable("the database is not answering"),
+            err if err.is_storage_full() => {
+                Self::Unavailable("the database is out of space; retry later")
+            }
+            err if err.is_unavailable() => Self::Unavailable("the database is not answering"),
             err if err.is_unstorable_text() => {
                 Self::BadRequest("a value contains a character that cannot be stored (NUL)".into())
             }

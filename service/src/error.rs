@@ -192,18 +192,27 @@ impl IntoResponse for Error {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            DomainError::Unavailable(_) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
             DomainError::LockedOut { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             DomainError::RateLimited(decision) => write_rate_headers(decision, headers),
             _ => {}
         }
+        retry_later(status, headers);
         // Auth answers must never be cached by anyone.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+/// Seconds a 503 asks the caller to wait (`Retry-After`): about what a database restart
+/// or a Redis reconnect takes.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Every 503 says when to come back: `Retry-After`, unless one is set already.
+fn retry_later(status: StatusCode, headers: &mut HeaderMap) {
+    if status == StatusCode::SERVICE_UNAVAILABLE && !headers.contains_key(header::RETRY_AFTER) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
 }
 
@@ -335,6 +344,7 @@ impl IntoResponse for OAuthError {
             headers.extend(*extra);
         }
         no_store(headers);
+        retry_later(self.status, headers);
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

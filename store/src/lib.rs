@@ -82,10 +82,39 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The pool had no free connection in time: the database is down or overloaded,
-    /// which callers answer as unavailable rather than as an internal fault.
-    pub fn is_pool_timeout(&self) -> bool {
-        matches!(self, Self::Database(sqlx::Error::PoolTimedOut))
+    /// The database cannot serve the statement right now, through no fault of the
+    /// statement: no connection in time, the connection was lost (a restart, a network
+    /// cut), the server is shutting down or starting up, or it is out of resources.
+    /// Callers answer 503 (retry later), not 500. Whether the statement took effect is
+    /// unknown when the connection was lost mid-way; it ran whole or not at all.
+    pub fn is_unavailable(&self) -> bool {
+        let Self::Database(err) = self else {
+            return false;
+        };
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => is_unavailable_code(db.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// The database is out of space (PostgreSQL `53100`, SQLite `SQLITE_FULL`): reads go
+    /// on, writes fail until space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        let Some(code) = db.code() else {
+            return false;
+        };
+        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            sqlite_primary(&code) == Some(SQLITE_FULL)
+        } else {
+            code == "53100"
+        }
     }
 
     /// PostgreSQL refused a text value it cannot store (SQLSTATE 22021, a NUL character):
@@ -97,6 +126,36 @@ impl Error {
             .and_then(|d| d.code())
             .is_some_and(|code| code == "22021"))
     }
+}
+
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_FULL: i64 = 13;
+
+/// The primary result code of a SQLite (extended) result code.
+fn sqlite_primary(code: &str) -> Option<i64> {
+    code.parse::<i64>().ok().map(|c| c & 0xff)
+}
+
+/// Whether a database error means "not now" rather than "not this statement".
+fn is_unavailable_code(err: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = err.code() else {
+        return false;
+    };
+    if err
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+    {
+        // Busy beyond the busy timeout, an I/O error, or a full disk.
+        return matches!(
+            sqlite_primary(&code),
+            Some(SQLITE_BUSY | SQLITE_IOERR | SQLITE_FULL)
+        );
+    }
+    // PostgreSQL. Class 08: connection exception; class 53: insufficient resources (disk
+    // full, out of memory, too many connections); 57P01-57P03: the server is shutting
+    // down, crashed, or not accepting connections yet.
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
 }
 
 /// Milliseconds since the Unix epoch: the unit of every `*_at` column.

@@ -10,8 +10,12 @@
 //!   each test takes namespaces of its own.
 //! - [`certs`]: the CA, serving and client certificates and the service-account key the
 //!   control plane needs, generated with rcgen.
-//! - [`postgres`]: a fresh database per test on the PostgreSQL server `./test.sh` starts.
-//! - [`service`]: the Latchkey service in-process, built from validated settings.
+//! - [`postgres`]: a fresh database per test on the PostgreSQL server `./test.sh` starts,
+//!   or a server of the test's own that it can stop (`pg_ctl stop -m fast|immediate`)
+//!   and start again.
+//! - [`redis`]: a Redis server of the test's own that it can kill and start again.
+//! - [`service`]: the Latchkey service in-process, built from validated settings, or the
+//!   binary as a child process that a test can signal or kill.
 //! - [`process`]: a child process whose output goes to a log file and which dies with its
 //!   owner.
 //!
@@ -25,11 +29,14 @@ pub mod cluster;
 pub mod controlplane;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 pub mod service;
 
 pub use cluster::Cluster;
 pub use controlplane::{ControlPlane, KubectlOutput, free_ports};
-pub use service::Service;
+pub use postgres::{PostgresServer, StopMode};
+pub use redis::RedisServer;
+pub use service::{Service, ServiceProcess};
 
 use std::path::PathBuf;
 

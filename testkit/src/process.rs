@@ -27,17 +27,39 @@ impl ChildProcess {
         envs: &[(&str, &std::ffi::OsStr)],
         log: PathBuf,
     ) -> Result<Self> {
+        Self::spawn_as(name, None, program, args, envs, log)
+    }
+
+    /// Like [`spawn`](Self::spawn), as the OS user `user` when given (PostgreSQL refuses
+    /// to run as root). Switching user takes `setpriv`, which then also arranges the
+    /// death signal: it execs the program, so the signal reaches the program itself.
+    pub fn spawn_as(
+        name: &'static str,
+        user: Option<&str>,
+        program: &Path,
+        args: &[String],
+        envs: &[(&str, &std::ffi::OsStr)],
+        log: PathBuf,
+    ) -> Result<Self> {
         let out = File::create(&log).map_err(io(format!("creating {}", log.display())))?;
         let err = out
             .try_clone()
             .map_err(io(format!("opening {}", log.display())))?;
-        let mut cmd = match setpriv() {
-            Some(setpriv) => {
+        let mut cmd = match (setpriv(), user) {
+            (Some(setpriv), user) => {
                 let mut c = Command::new(setpriv);
+                if let Some(user) = user {
+                    c.args(["--reuid", user, "--regid", user, "--init-groups"]);
+                }
                 c.arg("--pdeathsig").arg("KILL").arg("--").arg(program);
                 c
             }
-            None => Command::new(program),
+            (None, None) => Command::new(program),
+            (None, Some(user)) => {
+                return Err(crate::Error::Environment(format!(
+                    "running {name} as {user} needs util-linux setpriv"
+                )));
+            }
         };
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
         for (k, v) in envs {
@@ -79,18 +101,24 @@ impl ChildProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (`TERM`, `KILL`, `INT`, ...) and returns at once; see
+    /// [`exited`](Self::exited) for when it took effect. `false` if it could not be sent.
+    pub fn signal(&self, signal: &str) -> bool {
+        // std has no signal API and the crate forbids unsafe code: kill(1) sends it.
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Sends SIGTERM (what the kubelet sends a stopping pod) and waits up to `grace` for
     /// the process to exit on its own; `None` if it did not (it is then killed).
     pub fn terminate(&mut self, grace: std::time::Duration) -> Option<std::process::ExitStatus> {
         if let Some(status) = self.exited() {
             return Some(status);
         }
-        // std has no signal API and the crate forbids unsafe code: kill(1) sends it.
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
+        let sent = self.signal("TERM");
         let deadline = std::time::Instant::now() + grace;
         while sent && std::time::Instant::now() < deadline {
             if let Some(status) = self.exited() {
