@@ -8,7 +8,7 @@
 //! `~/.cache/latchkey/schemathesis/<version>`), which this test runs itself; if it cannot
 //! be installed the test fails, it never skips.
 //!
-//! `LATCHKEY_SCHEMATHESIS_EXAMPLES` sets the examples per operation (default 20);
+//! `LATCHKEY_SCHEMATHESIS_EXAMPLES` sets the examples per operation (default 50);
 //! `LATCHKEY_SCHEMATHESIS_REPORT_DIR` keeps the reports (JUnit and a cassette of every
 //! request) in that directory.
 
@@ -135,7 +135,7 @@ password = "{secret}"
             Backend::Postgres => "postgres",
         });
     let examples =
-        std::env::var("LATCHKEY_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "20".to_owned());
+        std::env::var("LATCHKEY_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "50".to_owned());
 
     let api = run_st(
         &st,
@@ -147,6 +147,27 @@ password = "{secret}"
             &server.base,
             "--exclude-path",
             "/metrics",
+            // It would end the session whose token the other operations use; it runs
+            // last, on its own.
+            "--exclude-path",
+            "/auth/logout",
+            "--max-examples",
+            &examples,
+        ],
+    )
+    .await;
+    let logout = run_st(
+        &st,
+        &config,
+        &reports.join("logout"),
+        &[
+            &server.url("/openapi.json"),
+            "--url",
+            &server.base,
+            "--include-path",
+            "/auth/logout",
+            "--phases",
+            "examples,coverage,fuzzing",
             "--max-examples",
             &examples,
         ],
@@ -163,13 +184,16 @@ password = "{secret}"
             &server.metrics_base(),
             "--include-path",
             "/metrics",
+            // No links lead from or to it.
+            "--phases",
+            "examples,coverage,fuzzing",
             "--max-examples",
             "5",
         ],
     )
     .await;
     assert!(
-        api && metrics,
+        api && logout && metrics,
         "Schemathesis found failures: see its output above"
     );
 }
