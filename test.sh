@@ -70,7 +70,15 @@ summary() {
 }
 
 ensure_tools() {
-    latchkey_services_install && latchkey_ensure_rust_tools
+    latchkey_services_install && latchkey_ensure_rust_tools && ensure_schemathesis
+}
+
+# The pinned Schemathesis of service/tests/schemathesis.rs, in its own venv under the
+# cache dir (the test runs the same script, a no-op once installed).
+ensure_schemathesis() {
+    local st
+    st=$("$REPO_ROOT/tests/scripts/schemathesis.sh" | tail -1) || return 1
+    printf '  schemathesis: %s\n' "$st"
 }
 
 # The real etcd + kube-apiserver + kubectl of the operator tests, built from Go modules

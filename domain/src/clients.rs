@@ -15,6 +15,7 @@ const EMPTY_GRANTS: &str = "grant_types must not be empty";
 /// Fields a caller may set. On create, absent fields take defaults; on update, absent
 /// fields keep their value.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClientInput {
     pub client_id: Option<String>,
@@ -46,6 +47,7 @@ where
 
 /// A client as shown to administrators: everything but secret digests.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientView {
     pub client_id: String,
     pub name: String,

@@ -22,6 +22,7 @@ pub const ROUTES: &[&str] = &[
     "/",
     "/health",
     "/ready",
+    "/openapi.json",
     "/.well-known/jwks.json",
     "/.well-known/oauth-authorization-server",
     "/.well-known/openid-configuration",

@@ -69,13 +69,25 @@ impl From<FormRejection> for Error {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The API's error body (`ApiError` in the OpenAPI document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiError, no_recursion)]
+pub struct Body<'a> {
+    /// A stable code: `invalid_request`, `weak_password`, `already_exists`,
+    /// `invalid_credentials`, `account_disabled`, `email_not_verified`, `invalid_token`,
+    /// `invalid_grant`, `insufficient_scope`, `not_found`, `managed_by_operator`,
+    /// `method_not_allowed`, `rate_limited`, `temporarily_unavailable`, `server_error`, or
+    /// an RFC 6749 code.
     error: &'a str,
+    /// For people, not programs; never internal details.
     error_description: String,
+    /// Each problem of an invalid body (422 `invalid_request`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>, nullable = false)]
     details: Option<&'a [String]>,
+    /// The password rules a weak password failed (422 `weak_password`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>, nullable = false)]
     failed_rules: Option<&'a [&'static str]>,
 }
 
@@ -323,8 +335,12 @@ impl From<latchkey_store::Error> for OAuthError {
     }
 }
 
-#[derive(Serialize)]
-struct OAuthBody<'a> {
+/// An RFC 6749 §5.2 error body (`OAuthError` in the OpenAPI document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
+pub struct OAuthBody<'a> {
+    /// The RFC 6749 §5.2 code (or RFC 6750 / OpenID Connect's, and `rate_limited`).
+    #[schema(value_type = crate::openapi::OAuthErrorCode)]
     error: &'a str,
     error_description: &'a str,
 }

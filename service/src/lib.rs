@@ -20,6 +20,8 @@
 //! - [`oauth`]: the OAuth 2.0 endpoints (token, authorize, introspect, revoke).
 //! - [`oidc`]: OpenID Connect discovery and `/userinfo` (the claims a scope releases are
 //!   the domain's).
+//! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`) and the check that
+//!   every route is in it.
 //! - [`pages`]: the HTML pages (sign-in, consent, link answers) and their escaping.
 //! - [`drain`]: the shutdown drain (`/ready` 503 and `Connection: close` after SIGTERM).
 //! - [`telemetry`]: JSON logs and Prometheus metrics.
@@ -39,6 +41,7 @@ pub mod extract;
 pub mod middleware;
 pub mod oauth;
 pub mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod state;

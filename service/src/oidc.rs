@@ -53,6 +53,14 @@ pub fn metadata(issuer: &str) -> Value {
 }
 
 /// OpenID Connect Core §5.3: needs an access token with the `openid` scope.
+#[utoipa::path(method(get, post), path = "/userinfo", tag = "oauth",
+    security(("client_token" = []), ("user_token" = [])),
+    responses(
+        (status = 200, description = "The claims the token's scopes release.", body = crate::openapi::UserInfo),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: the token lacks `openid`.", body = crate::error::Body),
+    ))]
 async fn userinfo(State(state): State<AppState>, bearer: Bearer) -> Result<Response> {
     let claims = &bearer.0;
     if !scopes::contains(&claims.scope, scopes::OPENID) {

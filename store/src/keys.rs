@@ -22,6 +22,8 @@ pub const ALLOWED_BITS: [usize; 3] = [2048, 3072, 4096];
 
 /// A public key as published in JWKS (RFC 7517), for RS256.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Jwk))]
 pub struct PublicJwk {
     pub kty: String,
     #[serde(rename = "use")]

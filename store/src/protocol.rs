@@ -17,6 +17,7 @@ pub const REFRESH_TOKEN_TTL_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_
 
 /// An OAuth 2.0 grant type a client may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
@@ -68,6 +69,7 @@ impl PartialEq<&str> for GrantType {
 
 /// How a client authenticates at the token endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// HTTP Basic with client_id and client_secret.

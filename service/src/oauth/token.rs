@@ -33,16 +33,25 @@ pub fn router() -> Router<AppState> {
 }
 
 /// RFC 6749 §5.1 success body, plus `id_token` (OpenID Connect Core §3.1.3.3).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenBody {
+    /// An RFC 9068 JWT (`typ: at+jwt`), RS256.
     access_token: String,
+    /// `Bearer`.
     token_type: &'static str,
+    /// Seconds.
     expires_in: u64,
+    /// When the client (or the first-party session) may refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     refresh_token: Option<String>,
+    /// The granted scopes, space-separated (absent when none).
     #[serde(skip_serializing_if = "String::is_empty")]
     scope: String,
+    /// OpenID Connect: with the `openid` scope, from the authorization code grant.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     id_token: Option<String>,
 }
 
@@ -67,6 +76,23 @@ impl IntoResponse for TokenBody {
     }
 }
 
+/// The token endpoint (RFC 6749 §3.2).
+///
+/// Grants: `authorization_code` (+ PKCE), `client_credentials`, `refresh_token`,
+/// `password` (clients registered for it). Clients authenticate as registered:
+/// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none` (public).
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    security(("client_basic" = []), ()),
+    request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "RFC 6749 §5.1.", body = TokenBody,
+            headers(("cache-control" = String, description = "`no-store`"), ("pragma" = String, description = "`no-cache`"))),
+        (status = 400, description = "RFC 6749 §5.2 `invalid_request` (a missing or repeated parameter, a NUL, not a form body), and the endpoint's other refusals.", body = crate::error::OAuthBody,
+            headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`.", body = crate::error::OAuthBody,
+            headers(("www-authenticate" = String))),
+        (status = 413, description = "`invalid_request`: the body is over LATCHKEY_BODY_LIMIT.", body = crate::error::OAuthBody),
+    ))]
 async fn token(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,

@@ -49,6 +49,15 @@ fn invalid(problems: Vec<String>) -> Error {
     }
 }
 
+/// Every client, API-managed and operator-managed.
+#[utoipa::path(get, path = "/oauth/clients", tag = "admin", operation_id = "list_clients",
+    security(("client_token" = [])),
+    responses(
+        (status = 200, description = "The clients (never a secret).", body = Vec<ClientView>),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: not a client-credentials token of an admin client with latchkey:admin.", body = crate::error::Body),
+    ))]
 async fn list(State(state): State<AppState>, bearer: Bearer) -> Result<Json<Vec<ClientView>>> {
     require_admin(&state, &bearer).await?;
     let records = clients::list(&state.db).await?;
@@ -57,6 +66,16 @@ async fn list(State(state): State<AppState>, bearer: Bearer) -> Result<Json<Vec<
     ))
 }
 
+#[utoipa::path(get, path = "/oauth/clients/{client_id}", tag = "admin", operation_id = "show_client",
+    security(("client_token" = [])),
+    params(("client_id" = String, Path, description = "The client's id.")),
+    responses(
+        (status = 200, description = "The client.", body = ClientView),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: not a client-credentials token of an admin client with latchkey:admin.", body = crate::error::Body),
+        (status = 404, description = "`not_found`.", body = crate::error::Body),
+    ))]
 async fn show(
     State(state): State<AppState>,
     bearer: Bearer,
@@ -69,6 +88,26 @@ async fn show(
     Ok(Json(ClientView::new(&record, None)))
 }
 
+/// Registers an API-managed client; a confidential one gets a secret, in this answer only.
+#[utoipa::path(post, path = "/oauth/clients", tag = "admin", operation_id = "create_client",
+    security(("client_token" = [])),
+    request_body = ClientInput,
+    responses(
+        (status = 201, description = "Created; `client_secret` only here.", body = ClientView,
+            links(
+                ("show" = (operation_id = "show_client", parameters(("client_id" = "$response.body#/client_id")))),
+                ("update" = (operation_id = "update_client", parameters(("client_id" = "$response.body#/client_id")))),
+                ("remove" = (operation_id = "remove_client", parameters(("client_id" = "$response.body#/client_id")))),
+            )),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "`invalid_request` with `details`: the client is invalid.", body = crate::error::Body),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: not a client-credentials token of an admin client with latchkey:admin.", body = crate::error::Body),
+        (status = 409, description = "`already_exists`: the client_id is taken.", body = crate::error::Body),
+    ))]
 async fn create(
     State(state): State<AppState>,
     bearer: Bearer,
@@ -93,6 +132,23 @@ async fn create(
         .into_response())
 }
 
+/// Changes the fields given; `client_id` and `public` cannot change.
+#[utoipa::path(patch, path = "/oauth/clients/{client_id}", tag = "admin", operation_id = "update_client",
+    security(("client_token" = [])),
+    params(("client_id" = String, Path, description = "The client's id.")),
+    request_body = ClientInput,
+    responses(
+        (status = 200, description = "The updated client.", body = ClientView),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "`invalid_request` with `details`: the client is invalid.", body = crate::error::Body),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: not a client-credentials token of an admin client with latchkey:admin.", body = crate::error::Body),
+        (status = 404, description = "`not_found`.", body = crate::error::Body),
+        (status = 409, description = "`managed_by_operator`: an OAuthClient resource owns it.", body = crate::error::Body),
+    ))]
 async fn update(
     State(state): State<AppState>,
     bearer: Bearer,
@@ -117,6 +173,17 @@ async fn update(
     Ok(Json(ClientView::new(&record, None)))
 }
 
+#[utoipa::path(delete, path = "/oauth/clients/{client_id}", tag = "admin", operation_id = "remove_client",
+    security(("client_token" = [])),
+    params(("client_id" = String, Path, description = "The client's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: not a client-credentials token of an admin client with latchkey:admin.", body = crate::error::Body),
+        (status = 404, description = "`not_found`.", body = crate::error::Body),
+        (status = 409, description = "`managed_by_operator`: an OAuthClient resource owns it.", body = crate::error::Body),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     bearer: Bearer,

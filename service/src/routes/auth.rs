@@ -11,6 +11,7 @@ use latchkey_domain::{Error, accounts, login};
 use latchkey_store::now_ms;
 use latchkey_store::users::{self, User};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::extract::{ApiJson, Bearer, ClientAddr};
@@ -31,16 +32,32 @@ pub fn router() -> Router<AppState> {
         .route("/auth/logout", post(logout))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     username: String,
     email: String,
     password: String,
+    /// At most 200 characters, no control characters.
     #[serde(default)]
     full_name: String,
 }
 
+/// Creates an account.
+///
+/// Usernames are 3–64 characters of letters, digits, `.`, `_`, `-`, starting with a
+/// letter or digit; the password must pass the configured policy.
+#[utoipa::path(post, path = "/auth/register", tag = "accounts",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Created.", body = Profile,
+            headers(("location" = String, description = "`/users/me`"))),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 409, description = "`already_exists`: the username or email is taken (case-insensitive).", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "`invalid_request` with `details`, or `weak_password` with `failed_rules`.", body = crate::error::Body),
+    ))]
 async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RegisterRequest>,
@@ -86,7 +103,7 @@ async fn register(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     /// A username or an email address.
@@ -95,6 +112,22 @@ struct LoginRequest {
     password: String,
 }
 
+/// Signs in with a username (or email address) and password.
+///
+/// Unknown users and wrong passwords answer alike; repeated failures lock the account
+/// for a while (401 with `Retry-After`).
+#[utoipa::path(post, path = "/auth/login", tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A first-party session (RFC 6749 §5.1 shape).", body = TokenBody,
+            headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 401, description = "`invalid_credentials` (a locked account too, with `Retry-After`).", body = crate::error::Body),
+        (status = 403, description = "`account_disabled` or `email_not_verified`.", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "Missing or unknown fields.", body = crate::error::Body),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
@@ -137,7 +170,7 @@ async fn token_response(
     Ok(TokenBody::new(issued, Some(refresh_token), None))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshRequest {
     refresh_token: String,
@@ -146,6 +179,16 @@ struct RefreshRequest {
 /// Rotates a refresh token ([`sessions::rotate`], the flow of the `refresh_token` grant
 /// too). Presenting an already-used token revokes its whole family: the legitimate
 /// holder and the thief both lose the session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "accounts",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The rotated session: a new access token and refresh token.", body = TokenBody),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 401, description = "`invalid_grant`: unknown, expired, revoked or reused (reuse revokes the session).", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "Missing or unknown fields.", body = crate::error::Body),
+    ))]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
@@ -170,6 +213,13 @@ async fn refresh(
 
 /// Ends the session: revokes the access token's `jti` until it expires and the refresh
 /// family it belongs to.
+#[utoipa::path(post, path = "/auth/logout", tag = "accounts",
+    security(("user_token" = []), ("client_token" = [])),
+    responses(
+        (status = 204, description = "Signed out."),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+    ))]
 async fn logout(State(state): State<AppState>, Bearer(claims): Bearer) -> Result<StatusCode> {
     sessions::revoke(
         &state,

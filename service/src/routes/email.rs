@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use latchkey_store::now_ms;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use latchkey_domain::email_tokens::{self, Purpose};
 use latchkey_domain::{Error, accounts, limits, login};
@@ -41,26 +42,26 @@ pub fn router() -> Router<AppState> {
         .route("/auth/change-password", post(change_password))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
     token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EmailRequest {
     email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResetConfirm {
     token: String,
     new_password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangePassword {
     current_password: String,
@@ -94,6 +95,14 @@ async fn verify(state: &AppState, token: &str) -> latchkey_domain::Result<()> {
 }
 
 /// The link in the mail: a browser gets a small page, anything else JSON.
+#[utoipa::path(get, path = "/auth/verify-email", tag = "accounts",
+    params(crate::openapi::LinkQuery),
+    responses(
+        (status = 200, description = "The address is verified.", content(
+            (crate::openapi::LinkAnswer = "application/json"), (crate::openapi::Html = "text/html"))),
+        (status = 400, description = "`invalid_token`: unknown, expired or already used.", content(
+            (crate::error::Body = "application/json"), (crate::openapi::Html = "text/html"))),
+    ))]
 async fn verify_email_link(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,6 +117,16 @@ async fn verify_email_link(
     )
 }
 
+/// Spends an activation token (from the mail) and marks the address verified.
+#[utoipa::path(post, path = "/auth/verify-email", tag = "accounts",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "The address is verified.", body = crate::openapi::Verified),
+        (status = 400, description = "`invalid_token` (unknown, expired or already used), malformed JSON or a NUL character.", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "Missing or unknown fields.", body = crate::error::Body),
+    ))]
 async fn verify_email(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
@@ -116,7 +135,18 @@ async fn verify_email(
     Ok(Json(json!({ "status": "email_verified" })))
 }
 
-/// Sends a new activation link to an unverified account. Always 202.
+/// Sends a new activation link to an unverified account.
+///
+/// Always 202 with one body, whatever the address.
+#[utoipa::path(post, path = "/auth/resend-verification", tag = "accounts",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "Accepted (whether or not the account exists).", body = crate::openapi::Accepted),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "Missing or unknown fields.", body = crate::error::Body),
+    ))]
 async fn resend_verification(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EmailRequest>,
@@ -154,7 +184,18 @@ async fn count_mail_request(state: &AppState, email: &str) -> Result<Option<Stri
 
 // === password reset ===
 
-/// Mails a reset link to the account with this address, if there is one. Always 202.
+/// Mails a reset link to the account with this address, if there is one.
+///
+/// Always 202 with one body, whatever the address.
+#[utoipa::path(post, path = "/auth/password-reset", tag = "accounts",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "Accepted (whether or not the account exists).", body = crate::openapi::Accepted),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "Missing or unknown fields.", body = crate::error::Body),
+    ))]
 async fn password_reset(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EmailRequest>,
@@ -181,6 +222,14 @@ async fn mail_reset(state: &AppState, email: &str) -> latchkey_domain::Result<()
 }
 
 /// The link in the mail: says whether the token is still good, without spending it.
+#[utoipa::path(get, path = "/auth/password-reset/confirm", tag = "accounts",
+    params(crate::openapi::LinkQuery),
+    responses(
+        (status = 200, description = "The token is live.", content(
+            (crate::openapi::LinkAnswer = "application/json"), (crate::openapi::Html = "text/html"))),
+        (status = 400, description = "`invalid_token`: unknown, expired or already used.", content(
+            (crate::error::Body = "application/json"), (crate::openapi::Html = "text/html"))),
+    ))]
 async fn check_reset_link(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -204,6 +253,15 @@ async fn check_reset_link(
 /// Sets a new password with a reset token: the token is spent, every refresh token of
 /// the user revoked and the lockout counters cleared. Following the link also proves
 /// the address, so it counts as verified.
+#[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "accounts",
+    request_body = ResetConfirm,
+    responses(
+        (status = 204, description = "The password is set; every refresh token of the user is revoked."),
+        (status = 400, description = "`invalid_token`, malformed JSON or a NUL character.", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "`weak_password` with `failed_rules`, or missing or unknown fields.", body = crate::error::Body),
+    ))]
 async fn confirm_reset(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ResetConfirm>,
@@ -248,6 +306,19 @@ async fn confirm_reset(
 
 /// A signed-in user changes the password; every other session's refresh tokens are
 /// revoked, the calling session keeps working.
+#[utoipa::path(post, path = "/auth/change-password", tag = "accounts",
+    request_body = ChangePassword,
+    security(("user_token" = [])),
+    responses(
+        (status = 204, description = "Changed; the other sessions are revoked."),
+        (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope` (a token issued to an OAuth client) or `invalid_credentials` (wrong current password).", body = crate::error::Body),
+        (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
+        (status = 415, description = "Not `application/json`.", body = crate::error::Body),
+        (status = 422, description = "`weak_password` with `failed_rules`, or missing or unknown fields.", body = crate::error::Body),
+    ))]
 async fn change_password(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,

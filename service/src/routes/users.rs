@@ -18,7 +18,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// What a user may see of their own account.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Profile {
     pub id: String,
     pub username: String,
@@ -53,6 +54,16 @@ impl From<&User> for Profile {
     }
 }
 
+/// The signed-in user's own account.
+#[utoipa::path(get, path = "/users/me", tag = "accounts",
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "The profile.", body = Profile,
+            headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
+            headers(("www-authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: a token issued to an OAuth client (it reads /userinfo).", body = crate::error::Body),
+    ))]
 async fn me(State(state): State<AppState>, bearer: Bearer) -> Result<Response> {
     bearer.first_party()?;
     let user = bearer.user(&state).await?;

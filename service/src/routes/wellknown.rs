@@ -12,7 +12,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/.well-known/openid-configuration", get(metadata))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
 }
 
 fn public_cache(state: &AppState) -> HeaderValue {
@@ -20,7 +23,11 @@ fn public_cache(state: &AppState) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("no-cache"))
 }
 
-/// The published keys, serialised once per key reload.
+/// The published keys (RFC 7517), serialised once per key reload.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "Every key that signs or may still have signed a live token.",
+        content_type = "application/jwk-set+json", body = crate::openapi::Jwks,
+        headers(("cache-control" = String, description = "`public, max-age=<LATCHKEY_JWKS_MAX_AGE>`")))))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys.current().jwks();
     let mut response = body.into_response();
@@ -33,11 +40,22 @@ async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
-/// RFC 8414 metadata; the same document serves OpenID Connect discovery.
+/// RFC 8414 authorization-server metadata.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+    responses((status = 200, description = "The metadata.", body = crate::openapi::ServerMetadata,
+        headers(("cache-control" = String)))))]
 async fn metadata(State(state): State<AppState>) -> Response {
     let mut response = Json(crate::oidc::metadata(&state.settings.issuer)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, public_cache(&state));
     response
+}
+
+/// OpenID Connect Discovery 1.0 §4: the same document as the RFC 8414 metadata.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
+    responses((status = 200, description = "The metadata.", body = crate::openapi::ServerMetadata,
+        headers(("cache-control" = String)))))]
+async fn openid_configuration(state: State<AppState>) -> Response {
+    metadata(state).await
 }

@@ -327,3 +327,13 @@ impl TestServer {
         response.json().await.expect("json")
     }
 }
+
+impl TestServer {
+    /// `http://127.0.0.1:<port>` of the metrics listener.
+    pub fn metrics_base(&self) -> String {
+        self.service
+            .metrics_base
+            .clone()
+            .expect("a metrics listener")
+    }
+}
