@@ -50,6 +50,9 @@ pub struct ClientView {
     pub refresh_token_ttl: Option<i64>,
     pub audience: Option<String>,
     pub managed_by: &'static str,
+    /// Refused everywhere: the operator disabled it because its namespace policy no
+    /// longer allows it.
+    pub disabled: bool,
     /// Only in the answer that created or rotated the secret; never stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
@@ -73,6 +76,7 @@ impl ClientView {
             refresh_token_ttl: record.refresh_token_ttl,
             audience: record.audience.clone(),
             managed_by: record.managed_by.as_str(),
+            disabled: record.disabled,
             client_secret: secret.map(|s| s.expose().to_owned()),
         }
     }
@@ -117,6 +121,7 @@ pub fn create(
         audience: None,
         managed_by: ManagedBy::Api,
         owner: None,
+        disabled: false,
         created_at: now,
         updated_at: now,
     };
