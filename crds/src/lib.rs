@@ -3,6 +3,9 @@
 //! # Layout
 //! - [`oauthclient`]: `OAuthClient` — an OAuth 2.0 client, reconciled into a database row
 //!   and a Secret by the operator.
+//! - [`policy`]: `OAuthClientPolicy` (cluster-scoped) — what the `OAuthClient`s of the
+//!   namespaces it selects may ask for; enforced by the operator and, at `kubectl apply`
+//!   time, by the chart's ValidatingAdmissionPolicy.
 //! - [`signingkey`]: `SigningKey` — a rotating set of token-signing keys, kept by the
 //!   operator in a Secret (private halves) and the `signing_keys` table (public halves).
 //! - [`duration`]: the duration format of the spec's lifetimes (`900`, `15m`, `14d`), the
@@ -17,12 +20,14 @@
 
 pub mod duration;
 pub mod oauthclient;
+pub mod policy;
 pub mod signingkey;
 
 pub use oauthclient::{
-    GrantType, OAuthClient, OAuthClientSpec, OAuthClientStatus, SecretRotation,
+    GrantType, OAuthClient, OAuthClientSpec, OAuthClientStatus, SecretRef, SecretRotation,
     TokenEndpointAuthMethod,
 };
+pub use policy::{OAuthClientPolicy, OAuthClientPolicySpec};
 pub use signingkey::{
     Algorithm, KeyPhase, KeyStatus, SigningKey, SigningKeySpec, SigningKeyStatus,
 };
@@ -35,7 +40,11 @@ pub const GROUP: &str = "latchkey.dev";
 
 /// Every CRD Latchkey defines.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![OAuthClient::crd(), SigningKey::crd()]
+    vec![
+        OAuthClient::crd(),
+        OAuthClientPolicy::crd(),
+        SigningKey::crd(),
+    ]
 }
 
 /// The files `crdgen` writes into the chart's `crds/` folder: `(file name, content)`.

@@ -52,6 +52,12 @@ use serde::{Deserialize, Serialize};
         .message("a public client has no credentials: serviceAccount and jwks are for confidential clients"),
     validation = Rule::new("!has(self.tokenEndpointAuthMethod) || ((self.tokenEndpointAuthMethod == 'private_key_jwt') == (has(self.serviceAccount) || has(self.jwks)))")
         .message("tokenEndpointAuthMethod private_key_jwt goes with serviceAccount or jwks, and they with it"),
+    validation = Rule::new("!(has(self.secretName) && has(self.secretRef))")
+        .message("secretName and secretRef are mutually exclusive: the operator either writes the secret into a Secret it owns (secretName) or reads it from yours (secretRef)"),
+    validation = Rule::new("!(self.public && has(self.secretRef))")
+        .message("public clients have no secret: secretRef needs a confidential client"),
+    validation = Rule::new("has(self.secretRef) == has(oldSelf.secretRef)")
+        .message("secretRef cannot be added or removed: create a new OAuthClient to switch between a generated and a referenced secret"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
@@ -164,7 +170,20 @@ pub struct OAuthClientSpec {
     )]
     pub secret_name: Option<String>,
 
-    /// Rotation of the client secret. Ignored for public clients.
+    /// Use an existing Secret's value as the client secret (bring your own: written by
+    /// External Secrets, Sealed Secrets or another cluster's operator) instead of one the
+    /// operator generates. The operator only reads it: it never writes, owns or deletes
+    /// that Secret, and writes no Secret of its own for this client. Until the Secret and
+    /// its key exist the client is not Ready (SecretPending) and nothing is stored; a
+    /// changed value is a rotation (the previous one keeps working for
+    /// secretRotation.overlap). The value must be at least 43 characters (256 random bits,
+    /// e.g. `openssl rand -base64 32`): it is stored as a plain SHA-256 digest.
+    /// Excludes secretName; cannot be added or removed later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+
+    /// Rotation of the client secret. Ignored for public clients. With secretRef, a
+    /// rotation is a change of the Secret's value, and only overlap applies.
     #[serde(default)]
     pub secret_rotation: SecretRotation,
 
@@ -222,6 +241,33 @@ fn jwk_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "x-kubernetes-preserve-unknown-fields": true
         }
     })
+}
+
+// A Secret of the client's namespace holding its secret. No doc comment: on an optional
+// field the type's description would replace the field's in the schema.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret, in the namespace of this resource.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// The key in the Secret's data that holds the client secret. Defaults to
+    /// client_secret.
+    #[serde(default = "default_secret_key")]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// The key of the client secret in a referenced Secret, unless `secretRef.key` says
+/// otherwise (the same key the operator's own Secrets use).
+pub const DEFAULT_SECRET_KEY: &str = "client_secret";
+
+fn default_secret_key() -> String {
+    DEFAULT_SECRET_KEY.to_owned()
 }
 
 /// An OAuth 2.0 grant type (RFC 6749).
@@ -351,8 +397,8 @@ pub struct OAuthClientStatus {
     pub previous_secret_expires_at: Option<Time>,
 
     /// Ready: the database row and the Secret match the spec. When False, the reason
-    /// says why (InvalidSpec, ClientIdConflict, SecretConflict, ReconcileError) and the
-    /// message what to do.
+    /// says why (InvalidSpec, PolicyViolation, SecretPending, WeakSecret,
+    /// ClientIdConflict, SecretConflict) and the message what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -70,6 +70,9 @@ pub struct ClientView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
     pub managed_by: &'static str,
+    /// Refused everywhere: the operator disabled it because its namespace policy no
+    /// longer allows it.
+    pub disabled: bool,
     /// Only in the answer that created or rotated the secret; never stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
@@ -101,6 +104,7 @@ impl ClientView {
                 .as_ref()
                 .map(|sa| format!("{}/{}", sa.namespace, sa.name)),
             managed_by: record.managed_by.as_str(),
+            disabled: record.disabled,
             client_secret: secret.map(|s| s.expose().to_owned()),
         }
     }
@@ -150,6 +154,7 @@ pub fn create(
         service_account: None,
         managed_by: ManagedBy::Api,
         owner: None,
+        disabled: false,
         created_at: now,
         updated_at: now,
     };

@@ -60,6 +60,12 @@ pub trait Reconciled:
     fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
     /// Removes what a deleted resource owns outside Kubernetes.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send;
+
+    /// `controller` with whatever else should trigger a reconcile of this kind, besides
+    /// the resources themselves and the Secrets they own. None by default.
+    fn triggers(controller: Controller<Self>, _ctx: &Context) -> Controller<Self> {
+        controller
+    }
 }
 
 fn api<K: Reconciled>(ctx: &Context) -> Api<K> {
@@ -80,8 +86,9 @@ pub async fn run<K: Reconciled>(
     };
     let owned =
         watcher::Config::default().labels(&format!("{}={}", MANAGED_BY_LABEL, MANAGED_BY_VALUE));
-    Controller::new(api::<K>(&ctx), watcher::Config::default())
-        .owns(secrets, owned)
+    let controller =
+        Controller::new(api::<K>(&ctx), watcher::Config::default()).owns(secrets, owned);
+    K::triggers(controller, &ctx)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {

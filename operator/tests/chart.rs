@@ -916,6 +916,26 @@ async fn install_creates_every_object_with_least_privilege() {
         (crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()),
         ("ClusterRole", OPERATOR)
     );
+    // Tenancy: reading the cluster-scoped policies and the namespaces' labels, nothing more.
+    let tenancy = format!("{OPERATOR}-tenancy");
+    let tenancy_role = Api::<ClusterRole>::all(client.clone())
+        .get(&tenancy)
+        .await
+        .expect("ClusterRole latchkey-operator-tenancy");
+    assert_eq!(
+        grants(
+            tenancy_role.rules.as_deref().unwrap_or_default(),
+            "ClusterRole"
+        ),
+        grant_set(&[
+            ("latchkey.dev", "oauthclientpolicies", "list", ""),
+            ("latchkey.dev", "oauthclientpolicies", "watch", ""),
+            ("", "namespaces", "get", ""),
+            ("", "namespaces", "list", ""),
+            ("", "namespaces", "watch", ""),
+        ]),
+        "{tenancy_role:?}"
+    );
     let lease_roles: Vec<Role> = Api::<Role>::namespaced(client.clone(), NS)
         .list(&ListParams::default())
         .await
@@ -979,9 +999,16 @@ async fn install_creates_every_object_with_least_privilege() {
             .ns(NS)
             .named(OPERATOR),
         access("create", "coordination.k8s.io", "leases").ns(NS),
+        access("list", "latchkey.dev", "oauthclientpolicies"),
+        access("watch", "latchkey.dev", "oauthclientpolicies"),
+        access("get", "", "namespaces").named("shop"),
+        access("watch", "", "namespaces"),
     ];
     let cannot = [
         access("delete", "", "namespaces").named("shop"),
+        access("update", "", "namespaces").named("shop"),
+        access("create", "latchkey.dev", "oauthclientpolicies"),
+        access("patch", "latchkey.dev", "oauthclientpolicies").named("x"),
         access("get", "", "configmaps").ns("shop").named("x"),
         access("list", "", "configmaps"),
         access("create", "", "pods").ns(NS),
@@ -1702,7 +1729,8 @@ async fn operator_under_the_charts_rbac(values: &[&str], clients_ns: &str) {
         .map(|s| s.containers[0].clone())
         .expect("operator container");
     if clients_ns == NS {
-        // Namespaced mode: no cluster-wide access at all.
+        // Namespaced mode: no cluster-wide access, but for the tenancy reads (the
+        // cluster-scoped policies, its own namespace's labels).
         let watch = container
             .env
             .iter()
@@ -1723,10 +1751,23 @@ async fn operator_under_the_charts_rbac(values: &[&str], clients_ns: &str) {
             access("get", "", "secrets").ns("default").named("x"),
             access("list", "latchkey.dev", "oauthclients"),
             access("list", "latchkey.dev", "oauthclients").ns("default"),
+            // Tenancy reads only its own namespace's labels.
+            access("get", "", "namespaces").named("default"),
+            access("list", "", "namespaces"),
         ] {
             assert!(
                 !allowed(&client, OPERATOR_USER, a).await,
                 "the namespaced operator can {a:?}"
+            );
+        }
+        for a in [
+            access("get", "", "namespaces").named(NS),
+            access("watch", "", "namespaces").named(NS),
+            access("list", "latchkey.dev", "oauthclientpolicies"),
+        ] {
+            assert!(
+                allowed(&client, OPERATOR_USER, a).await,
+                "the namespaced operator cannot {a:?}"
             );
         }
     }

@@ -16,6 +16,10 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_manifests_become_ready_clients() {
     let env = Env::start(&[]).await;
+    // The policy that allows namespace shop the first-party web app.
+    env.kubectl(&["apply", "-f", &example("oauthclientpolicy.yaml")])
+        .await
+        .ok();
     let applied = Instant::now();
     env.kubectl(&[
         "apply",

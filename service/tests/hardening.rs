@@ -18,6 +18,7 @@ both_backends!(
     client_lifetimes_have_the_service_caps,
     admin_rights_belong_to_the_client_never_to_a_consented_scope,
     introspection_shows_a_client_only_what_concerns_it,
+    a_disabled_client_is_refused_everywhere_and_works_again_when_enabled,
 );
 
 fn strings(items: &[&str]) -> Option<Vec<String>> {
@@ -619,4 +620,104 @@ async fn client_lifetimes_have_the_service_caps(backend: Backend) {
             .expect("send");
         assert_eq!(response.status().as_u16(), status, "{body}");
     }
+}
+
+/// A client the operator disabled (its namespace policy no longer allows it) is refused
+/// wherever a client authenticates or is looked up — the token endpoint (every grant),
+/// introspection and revocation (`invalid_client`, 401, like an unknown client), the
+/// authorization endpoint (an error page, never a redirect) — and its access tokens
+/// introspect as inactive. Enabled again, the same secret works.
+async fn a_disabled_client_is_refused_everywhere_and_works_again_when_enabled(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, secret) = server
+        .client(ClientInput {
+            client_id: Some("tenant".into()),
+            grant_types: strings(&["client_credentials", "authorization_code"]),
+            redirect_uris: strings(&["https://app.example.com/cb"]),
+            scopes: strings(&["read"]),
+            ..ClientInput::default()
+        })
+        .await;
+    let secret = secret.expect("secret");
+    let (_, gateway) = server
+        .client(ClientInput {
+            client_id: Some("gateway".into()),
+            grant_types: strings(&["client_credentials"]),
+            resource_server: Some(true),
+            ..ClientInput::default()
+        })
+        .await;
+    let gateway = gateway.expect("secret");
+    let issued = token_for(&server, "tenant", &secret, "grant_type=client_credentials").await;
+    let introspect = |token: String| {
+        let (server, gateway) = (&server, &gateway);
+        async move {
+            let (status, body) = post_raw(
+                server,
+                "/oauth/introspect",
+                FORM,
+                Some(("gateway", gateway)),
+                &format!("token={token}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["active"].as_bool().expect("active")
+        }
+    };
+    assert!(introspect(issued.clone()).await);
+
+    let set = |disabled: bool| {
+        let db = &server.db;
+        async move {
+            assert!(
+                latchkey_store::clients::set_disabled(
+                    db,
+                    "tenant",
+                    disabled,
+                    latchkey_store::now_ms()
+                )
+                .await
+                .expect("set_disabled"),
+                "the row exists"
+            );
+        }
+    };
+    set(true).await;
+    let row = latchkey_store::clients::get(&server.db, "tenant")
+        .await
+        .expect("read")
+        .expect("row kept");
+    assert!(row.disabled && row.secret_hash.is_some(), "{backend:?}");
+
+    for (path, body) in [
+        ("/oauth/token", "grant_type=client_credentials".to_owned()),
+        ("/oauth/introspect", format!("token={issued}")),
+        ("/oauth/revoke", format!("token={issued}")),
+    ] {
+        let (status, answer) =
+            post_raw(&server, path, FORM, Some(("tenant", &secret)), &body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{path} {backend:?}: {answer}"
+        );
+    }
+    assert!(
+        !introspect(issued.clone()).await,
+        "a disabled client's token is inactive"
+    );
+    let page = server
+        .get("/oauth/authorize?response_type=code&client_id=tenant&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
+        .await;
+    assert_eq!(page.status(), 400, "an error page, not a redirect");
+    assert!(page.headers().get("location").is_none());
+    assert!(page.text().await.expect("page").contains("disabled"));
+
+    set(false).await;
+    let again = token_for(&server, "tenant", &secret, "grant_type=client_credentials").await;
+    assert!(introspect(again).await);
+    assert!(
+        introspect(issued).await,
+        "enabled again, its tokens are active again"
+    );
 }

@@ -80,6 +80,11 @@ pub struct ClientRecord {
     pub managed_by: ManagedBy,
     /// For operator-managed rows, `namespace/name` of the resource.
     pub owner: Option<String>,
+    /// Refused everywhere as if unknown, its row and Secret kept: set by the operator when
+    /// the client's namespace policy no longer allows it. Only [`set_disabled`] changes
+    /// it; [`insert`] and [`upsert`] leave it alone, so rewriting a row never re-enables
+    /// (or disables) a client by accident.
+    pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -91,6 +96,7 @@ impl std::fmt::Debug for ClientRecord {
             .field("public", &self.public)
             .field("grant_types", &self.grant_types)
             .field("managed_by", &self.managed_by)
+            .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +246,7 @@ fn from_row(row: &AnyRow) -> Result<ClientRecord> {
         },
         managed_by: ManagedBy::parse(&managed_by)?,
         owner: row.try_get("owner")?,
+        disabled: get_bool(row, "disabled")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -251,7 +258,7 @@ macro_rules! select_where {
             "SELECT client_id, name, secret_hash, previous_secret_hash, previous_secret_expires_at, \
              public, grant_types, redirect_uris, scopes, token_endpoint_auth_method, first_party, \
              admin, resource_server, post_logout_redirect_uris, access_token_ttl, refresh_token_ttl, audience, jwks, service_account, service_account_uid, assertion_audience, \
-             managed_by, owner, created_at, updated_at \
+             managed_by, owner, created_at, updated_at, disabled \
              FROM oauth_clients ",
             $tail
         )
@@ -372,6 +379,19 @@ fn bind_all<'q>(
         .bind(c.updated_at)
 }
 
+/// Disables or re-enables a client without touching anything else in its row; returns
+/// whether the row exists.
+pub async fn set_disabled(db: &Db, client_id: &str, disabled: bool, now: i64) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE oauth_clients SET disabled = $1, updated_at = $2 WHERE client_id = $3")
+            .bind(disabled)
+            .bind(now)
+            .bind(client_id)
+            .execute(db.pool())
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes a client; returns whether it existed.
 pub async fn delete(db: &Db, client_id: &str) -> Result<bool> {
     let done = sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1")
@@ -408,6 +428,7 @@ mod tests {
             service_account: None,
             managed_by: ManagedBy::Api,
             owner: None,
+            disabled: false,
             created_at: 0,
             updated_at: 0,
         }

@@ -5,16 +5,25 @@
 //! database row), asks `plan` what to do, and does it in a crash-safe order: the database
 //! row first (so the service accepts a new secret before anyone can read it), then the
 //! Secret, then the status, then Events.
+//!
+//! Before anything is written, the client is checked against its namespace's
+//! [`policy`]: a client the policies forbid gets no row, and the row of one that no longer
+//! complies is disabled at once (its Secret kept), until it complies again. With
+//! `spec.secretRef` the secret comes from a Secret the operator only reads
+//! ([`secret_ref`]). [`watch`] adds the triggers both need.
 
 pub mod plan;
+pub mod policy;
+pub mod secret_ref;
+pub mod watch;
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::DeleteParams;
-use kube::runtime::controller::Action;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{DeleteParams, ListParams};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use latchkey_crds::{OAuthClient, OAuthClientStatus, TokenEndpointAuthMethod};
-use latchkey_store::clients::{self, ClientSecret};
+use latchkey_crds::{OAuthClient, OAuthClientPolicy, OAuthClientStatus, TokenEndpointAuthMethod};
+use latchkey_store::clients::{self, ClientRecord, ClientSecret};
 
 use crate::context::Context;
 use crate::controller::{self, Found, Reconciled};
@@ -42,6 +51,10 @@ impl Reconciled for OAuthClient {
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
         cleanup(self, ctx).await
     }
+
+    fn triggers(controller: Controller<Self>, ctx: &Context) -> Controller<Self> {
+        watch::triggers(controller, ctx)
+    }
 }
 
 async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
@@ -55,11 +68,11 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
     let client_id = plan::client_id(&ns, &name);
     let owner = plan::owner(&ns, &name);
     let now = latchkey_store::now_ms();
-    let fallback_secret_name = obj
-        .spec
-        .secret_name
-        .clone()
-        .unwrap_or_else(|| format!("{name}-oauth"));
+    let fallback_secret_name = match (&obj.spec.secret_ref, &obj.spec.secret_name) {
+        (Some(reference), _) => reference.name.clone(),
+        (None, Some(secret_name)) => secret_name.clone(),
+        (None, None) => format!("{name}-oauth"),
+    };
     let not_ready = NotReady {
         obj,
         ctx,
@@ -68,7 +81,24 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         now,
     };
 
-    let validated = match plan::validate(&obj.spec, &name, &ctx.settings) {
+    // 0. Tenancy, before anything is written: the spec must comply, and so must the row
+    //    in effect while an invalid spec leaves the last valid configuration in place.
+    let row = clients::get(&ctx.db, &client_id).await?;
+    let ours = row.as_ref().filter(|r| plan::row_is_ours(r, &owner));
+    let governing = governing_rules(ctx, &ns).await?;
+    let validation = plan::validate(&obj.spec, &name, &ctx.settings);
+    let mut violations = policy::check(&policy::Subject::from_spec(&obj.spec), &governing);
+    if violations.is_empty()
+        && validation.is_err()
+        && let Some(row) = ours
+    {
+        violations = policy::check(&policy::Subject::from_row(row), &governing);
+    }
+    if !violations.is_empty() {
+        return refuse_by_policy(&not_ready, ours, &violations, &fallback_secret_name).await;
+    }
+
+    let validated = match validation {
         Ok(v) => v,
         Err(problems) => {
             let message = format!(
@@ -83,28 +113,6 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         }
     };
 
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let found = plan::read_secret(
-        secrets.get_opt(&validated.secret_name).await?.as_ref(),
-        &uid,
-    );
-    let found_owned = matches!(found, Found::Owned(_));
-    let stored = match found {
-        Found::Foreign => {
-            let message = format!(
-                "Secret {} exists and is not owned by this OAuthClient; delete it or set another spec.secretName",
-                validated.secret_name
-            );
-            let then = Action::requeue(ctx.settings.resync);
-            return not_ready
-                .record(&validated.secret_name, "SecretConflict", message, then)
-                .await;
-        }
-        Found::Missing => plan::Stored::default(),
-        Found::Owned(stored) => stored,
-    };
-
-    let row = clients::get(&ctx.db, &client_id).await?;
     if let Some(row) = row.as_ref().filter(|r| !plan::row_is_ours(r, &owner)) {
         let message = format!(
             "client_id {client_id} already exists in the database, managed by {} ({}); it is left alone",
@@ -130,9 +138,63 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         }
     };
 
-    let fresh = ClientSecret::generate()?;
-    let first = before.last_secret_rotation.is_none() && before.client_id.is_none();
-    let secret_plan = plan::plan_secret(&obj.spec, &validated, &stored, first, &fresh, now);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    // Whether the resource owns a Secret at its secretName (a private_key_jwt client
+    // deletes one left from an earlier spec).
+    let mut found_owned = false;
+    let secret_plan = match &obj.spec.secret_ref {
+        Some(reference) => {
+            let found =
+                secret_ref::read(secrets.get_opt(&reference.name).await?.as_ref(), reference);
+            let last_change = before
+                .last_secret_rotation
+                .as_ref()
+                .map(|t| t.0.as_millisecond());
+            let decided = secret_ref::decide(
+                found,
+                reference,
+                row.as_ref(),
+                validated.overlap,
+                obj.spec.secret_rotation.generation,
+                last_change,
+                now,
+            );
+            match decided {
+                Ok(plan) => plan,
+                Err((reason, message)) => {
+                    // The Secret's watch brings the client back as soon as it changes.
+                    let then = Action::requeue(ctx.settings.resync);
+                    return not_ready
+                        .record(&validated.secret_name, reason, message, then)
+                        .await;
+                }
+            }
+        }
+        None => {
+            let found = plan::read_secret(
+                secrets.get_opt(&validated.secret_name).await?.as_ref(),
+                &uid,
+            );
+            found_owned = matches!(found, Found::Owned(_));
+            let stored = match found {
+                Found::Foreign => {
+                    let message = format!(
+                        "Secret {} exists and is not owned by this OAuthClient; delete it or set another spec.secretName",
+                        validated.secret_name
+                    );
+                    let then = Action::requeue(ctx.settings.resync);
+                    return not_ready
+                        .record(&validated.secret_name, "SecretConflict", message, then)
+                        .await;
+                }
+                Found::Missing => plan::Stored::default(),
+                Found::Owned(stored) => stored,
+            };
+            let fresh = ClientSecret::generate()?;
+            let first = before.last_secret_rotation.is_none() && before.client_id.is_none();
+            plan::plan_secret(&obj.spec, &validated, &stored, first, &fresh, now)
+        }
+    };
     let desired_row = plan::desired_row(
         &obj.spec,
         &validated,
@@ -161,13 +223,18 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
     if row_action != RowAction::Unchanged {
         clients::upsert(&ctx.db, &desired_row).await?;
     }
-    // 2. The Secret, with the operator's state in its annotations, in one request. A
-    // private_key_jwt client has no secret and gets no Secret (one it owned before is
-    // deleted: its client_secret no longer works).
-    let writes_secret = !matches!(
+    //    A client disabled by a policy that it complies with again works again.
+    let enabled =
+        desired_row.disabled && clients::set_disabled(&ctx.db, &client_id, false, now).await?;
+    // 2. The Secret, with the operator's state in its annotations, in one request; none
+    //    with spec.secretRef, whose Secret is someone else's, and none for a
+    //    private_key_jwt client, which has no secret (one it owned before is deleted: its
+    //    client_secret no longer works).
+    let private_key_jwt = matches!(
         validated.auth_method,
         TokenEndpointAuthMethod::PrivateKeyJwt
     );
+    let writes_secret = obj.spec.secret_ref.is_none() && !private_key_jwt;
     if writes_secret {
         let owner_ref = obj
             .controller_owner_ref(&())
@@ -210,7 +277,7 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
                 sa.name
             ),
         },
-        (None, _) if !writes_secret => Readiness {
+        (None, _) if private_key_jwt => Readiness {
             ready: true,
             reason: "Reconciled",
             message: format!(
@@ -220,17 +287,23 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
         (None, _) => Readiness {
             ready: true,
             reason: "Reconciled",
-            message: format!(
-                "client {client_id} is stored; its credentials are in Secret {}",
-                validated.secret_name
-            ),
+            message: match &obj.spec.secret_ref {
+                Some(reference) => format!(
+                    "client {client_id} is stored; its secret is read from key {} of Secret {}",
+                    reference.key, reference.name
+                ),
+                None => format!(
+                    "client {client_id} is stored; its credentials are in Secret {}",
+                    validated.secret_name
+                ),
+            },
         },
     };
     let status = plan::status(
         &before,
         generation,
         &client_id,
-        writes_secret.then_some(validated.secret_name.as_str()),
+        (!private_key_jwt).then_some(validated.secret_name.as_str()),
         Some(&secret_plan),
         readiness,
         now,
@@ -238,11 +311,63 @@ async fn apply(obj: &OAuthClient, ctx: &Context) -> Result<Action> {
     controller::write_status(ctx, obj, status).await?;
     // 4. Events.
     announce(obj, ctx, &validated.secret_name, &secret_plan, row_action).await;
+    if enabled {
+        let note = "the client complies with its namespace's OAuthClientPolicies again: enabled";
+        tracing::info!(client_id, "re-enabled the client's database row");
+        controller::publish(ctx, obj, EventType::Normal, "Enabled", note).await;
+    }
     Ok(Action::requeue(plan::requeue_after(
         Some(&secret_plan),
         ctx.settings.resync,
         latchkey_store::now_ms(),
     )))
+}
+
+// === tenancy ===
+
+/// The rules that govern `namespace`: of every OAuthClientPolicy selecting it, or the
+/// defaults. Read fresh on every reconcile (a list of a few small cluster-scoped objects
+/// and one namespace), so a policy change is never judged from a stale cache.
+async fn governing_rules(ctx: &Context, namespace: &str) -> Result<Vec<policy::Rules>> {
+    let labels = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(namespace)
+        .await?
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default();
+    let policies = Api::<OAuthClientPolicy>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(policy::governing(&policies.items, &labels))
+}
+
+/// The client breaks its namespace's policies: its row (if it has one) is disabled at
+/// once, nothing else is written, its Secret is kept, and the Ready condition and a
+/// Warning Event name every broken rule.
+async fn refuse_by_policy(
+    not_ready: &NotReady<'_>,
+    row: Option<&ClientRecord>,
+    violations: &[policy::Violation],
+    secret_name: &str,
+) -> Result<Action> {
+    let (obj, ctx) = (not_ready.obj, not_ready.ctx);
+    let rules: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    let consequence = match row {
+        Some(_) => "the client is disabled (its Secret is kept) until it complies",
+        None => "nothing is stored until it complies",
+    };
+    if let Some(row) = row.filter(|r| !r.disabled) {
+        clients::set_disabled(&ctx.db, &row.client_id, true, not_ready.now).await?;
+        tracing::warn!(client_id = %row.client_id, "disabled the client's database row: it breaks its namespace's policy");
+        let note = format!("disabled: {}", rules.join("; "));
+        controller::publish(ctx, obj, EventType::Warning, "Disabled", &note).await;
+    }
+    let message = format!("{}; {consequence}", rules.join("; "));
+    // A change of a policy, the namespace or the spec brings the client back; the resync
+    // in case a watch event is missed.
+    let then = Action::requeue(ctx.settings.resync);
+    not_ready
+        .record(secret_name, "PolicyViolation", message, then)
+        .await
 }
 
 // === impl NotReady ===
@@ -308,7 +433,11 @@ async fn announce(
         SecretChange::Created => events.push((
             EventType::Normal,
             "Created",
-            format!("client stored; credentials written to Secret {secret_name}"),
+            if obj.spec.secret_ref.is_some() {
+                format!("client stored; its secret is read from Secret {secret_name}")
+            } else {
+                format!("client stored; credentials written to Secret {secret_name}")
+            },
         )),
         SecretChange::Rotated => events.push((
             EventType::Normal,

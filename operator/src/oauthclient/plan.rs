@@ -68,6 +68,7 @@ pub fn owner(namespace: &str, name: &str) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Validated {
     pub display_name: String,
+    /// The Secret the operator writes, or with `spec.secretRef` the one it reads.
     pub secret_name: String,
     pub auth_method: TokenEndpointAuthMethod,
     pub access_token_ttl: Option<i64>,
@@ -177,10 +178,14 @@ pub fn validate(
             }
         }
     };
-    let secret_name = spec
-        .secret_name
-        .clone()
-        .unwrap_or_else(|| format!("{name}-oauth"));
+    let secret_name = match &spec.secret_ref {
+        // The Secret the secret is read from; the operator writes none of its own.
+        Some(reference) => reference.name.clone(),
+        None => spec
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{name}-oauth")),
+    };
     if secret_name.len() > SECRET_NAME_MAX {
         problems.push(format!(
             "the Secret name {secret_name:?} is longer than {SECRET_NAME_MAX} characters: set a shorter spec.secretName"
@@ -213,6 +218,12 @@ impl std::fmt::Debug for Plaintext {
 }
 
 impl Plaintext {
+    /// A value read from a Secret the operator does not own (`spec.secretRef`), already
+    /// checked by [`super::secret_ref::check_strength`].
+    pub fn from_value(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -429,6 +440,8 @@ pub fn desired_row(
             }),
         managed_by: ManagedBy::Operator,
         owner: Some(owner.to_owned()),
+        // Not written by the upsert: the policy check sets it apart (`set_disabled`).
+        disabled: existing.is_some_and(|r| r.disabled),
         created_at: existing.map_or(now, |r| r.created_at),
         updated_at: now,
     }
@@ -640,6 +653,7 @@ mod tests {
             refresh_token_ttl: None,
             audience: None,
             secret_name: None,
+            secret_ref: None,
             secret_rotation: SecretRotation::default(),
             service_account: None,
             jwks: None,

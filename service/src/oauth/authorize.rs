@@ -93,6 +93,11 @@ async fn validate(app: &AppState, params: &Params) -> Result<Request, Refusal> {
             )
         })?
         .ok_or_else(|| page("The application is not registered."))?;
+    // Never a redirect for a disabled client: what its policy refused may be the
+    // redirect URI itself.
+    if client.disabled {
+        return Err(page("The application is disabled."));
+    }
     let (redirect_uri, redirect_given) = match params.get("redirect_uri") {
         // Exact string comparison: no prefix, suffix or normalisation tricks.
         Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => (uri.to_owned(), true),

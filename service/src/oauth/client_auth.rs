@@ -2,7 +2,7 @@
 //! (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, `private_key_jwt`
 //! (RFC 7523 §2.2: a JWT signed with the client's own key, or a Kubernetes
 //! ServiceAccount token; verified in `latchkey_domain::assertions`), or `none` for public
-//! clients, exactly as the client is registered.
+//! clients, exactly as the client is registered. A disabled client never authenticates.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
@@ -73,8 +73,11 @@ pub async fn authenticate(
     };
 
     let unknown = || OAuthError::invalid_client("unknown client or wrong credentials");
+    // A disabled client (its namespace policy no longer allows it) is refused exactly
+    // like an unknown one, at every endpoint that authenticates clients.
     let client = clients::get(&state.db, client_id)
         .await?
+        .filter(|c| !c.disabled)
         .ok_or_else(unknown)?;
     // The same answer as for an unknown client: naming the registered method would tell
     // anyone which client ids exist.

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use latchkey_store::clients::ClientRecord;
+use latchkey_store::clients::{self, ClientRecord};
 use latchkey_store::now_ms;
 use latchkey_store::refresh_tokens;
 use serde_json::{Value, json};
@@ -104,6 +104,13 @@ async fn describe_access(
         || claims.client_id == client.client_id
         || claims.aud == client.client_id;
     if !concerns_caller {
+        return Ok(None);
+    }
+    // The token of a client that was disabled since is no longer active.
+    if clients::get(&state.db, &claims.client_id)
+        .await?
+        .is_some_and(|c| c.disabled)
+    {
         return Ok(None);
     }
     let mut body = json!({

@@ -77,7 +77,12 @@ async fn check(app: &AppState, params: &Params) -> Result<Logout, Response> {
     let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => match &client {
-            Some(client) if client.post_logout_redirect_uris.iter().any(|u| u == uri) => {
+            // A disabled client's addresses are never redirected to (its policy may
+            // have refused exactly those).
+            Some(client)
+                if !client.disabled
+                    && client.post_logout_redirect_uris.iter().any(|u| u == uri) =>
+            {
                 Some(uri.to_owned())
             }
             Some(_) => {

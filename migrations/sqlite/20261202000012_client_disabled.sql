@@ -1,0 +1,4 @@
+-- A client the operator keeps but refuses: its namespace's OAuthClientPolicy no longer
+-- allows it. The row (and the client's Secret) stay, so the client works again as soon
+-- as it complies; until then the service treats it as unknown everywhere.
+ALTER TABLE oauth_clients ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
