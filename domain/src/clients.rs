@@ -21,10 +21,12 @@ pub struct ClientInput {
     pub client_id: Option<String>,
     pub name: Option<String>,
     pub public: Option<bool>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<GrantType>>))]
     pub grant_types: Option<Vec<String>>,
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<AuthMethod>))]
     pub token_endpoint_auth_method: Option<String>,
     pub first_party: Option<bool>,
     pub admin: Option<bool>,
