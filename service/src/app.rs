@@ -131,6 +131,9 @@ impl App {
             secure_cookies: config.issuer().starts_with("https://"),
             jwks_max_age: config.jwks_max_age,
             redis_configured: matches!(ephemeral, Ephemeral::Redis(_)),
+            openapi_json: axum::body::Bytes::from(
+                serde_json::to_vec(crate::openapi::document()).context("the OpenAPI document")?,
+            ),
         });
         let state = AppState {
             core: Core {

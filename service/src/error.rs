@@ -340,7 +340,7 @@ impl From<latchkey_store::Error> for OAuthError {
 #[schema(as = OAuthError)]
 pub struct OAuthBody<'a> {
     /// The RFC 6749 §5.2 code (or RFC 6750 / OpenID Connect's, and `rate_limited`).
-    #[schema(value_type = crate::openapi::OAuthErrorCode)]
+    #[schema(value_type = crate::schemas::OAuthErrorCode)]
     error: &'a str,
     error_description: &'a str,
 }

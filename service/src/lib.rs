@@ -20,6 +20,7 @@
 //! - [`oauth`]: the OAuth 2.0 endpoints (token, authorize, introspect, revoke).
 //! - [`oidc`]: OpenID Connect discovery and `/userinfo` (the claims a scope releases are
 //!   the domain's).
+//! - [`schemas`]: the hand-built body shapes the OpenAPI document describes.
 //! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`) and the check that
 //!   every route is in it.
 //! - [`pages`]: the HTML pages (sign-in, consent, link answers) and their escaping.
@@ -44,5 +45,6 @@ pub mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod routes;
+pub mod schemas;
 pub mod state;
 pub mod telemetry;

@@ -56,7 +56,7 @@ pub fn metadata(issuer: &str) -> Value {
 #[utoipa::path(method(get, post), path = "/userinfo", tag = "oauth",
     security(("client_token" = []), ("user_token" = [])),
     responses(
-        (status = 200, description = "The claims the token's scopes release.", body = crate::openapi::UserInfo),
+        (status = 200, description = "The claims the token's scopes release.", body = crate::schemas::UserInfo),
         (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`.", body = crate::error::Body,
             headers(("www-authenticate" = String))),
         (status = 403, description = "`insufficient_scope`: the token lacks `openid`.", body = crate::error::Body),

@@ -36,4 +36,7 @@ pub struct WebSettings {
     pub secure_cookies: bool,
     pub jwks_max_age: Duration,
     pub redis_configured: bool,
+    /// `GET /openapi.json`, serialised once (built by [`crate::openapi`], which names
+    /// the handlers and so cannot be named by them).
+    pub openapi_json: axum::body::Bytes,
 }

@@ -7,13 +7,16 @@
 //! - an **OAuthClientPolicy** changing: every client is re-evaluated (policies are few and
 //!   rarely change; which namespaces a changed selector used to select is not known);
 //! - a **Namespace** changing (its labels decide which policies select it): the clients in
-//!   it.
+//!   it;
+//! - a **ServiceAccount** created or deleted (metadata only): the clients of its namespace
+//!   whose `spec.serviceAccount` names it, so a deleted ServiceAccount stops
+//!   authenticating at once and a recreated one is recorded with its new uid.
 //!
 //! The mappers read the controller's own cache of OAuthClients, so they cost no API call.
 //! The resync interval (LATCHKEY_OPERATOR_RESYNC) remains the bound should a watch event
 //! be missed.
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
@@ -34,8 +37,24 @@ pub fn triggers(controller: Controller<OAuthClient>, ctx: &Context) -> Controlle
             ),
             None => (Api::all(ctx.client.clone()), watcher::Config::default()),
         };
-    let (by_secret, by_namespace, by_policy) = (clients.clone(), clients.clone(), clients);
+    let accounts: Api<PartialObjectMeta<ServiceAccount>> = match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let (by_secret, by_namespace, by_policy) = (clients.clone(), clients.clone(), clients.clone());
+    let by_account = clients;
     controller
+        .watches(
+            accounts,
+            watcher::Config::default(),
+            move |account: PartialObjectMeta<ServiceAccount>| {
+                bound_to(
+                    &by_account,
+                    account.namespace().as_deref(),
+                    &account.name_any(),
+                )
+            },
+        )
         .watches(
             secrets,
             watcher::Config::default(),
@@ -70,6 +89,26 @@ fn referencing(
         .iter()
         .filter(|c| c.namespace().as_deref() == namespace)
         .filter(|c| c.spec.secret_ref.as_ref().is_some_and(|r| r.name == name))
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// The clients in `namespace` whose `spec.serviceAccount` names the ServiceAccount `name`.
+fn bound_to(
+    clients: &Store<OAuthClient>,
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<ObjectRef<OAuthClient>> {
+    clients
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == namespace)
+        .filter(|c| {
+            c.spec
+                .service_account
+                .as_ref()
+                .is_some_and(|sa| sa.name == name)
+        })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }

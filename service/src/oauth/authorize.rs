@@ -208,12 +208,12 @@ pub(super) fn query_params(query: Option<String>) -> Result<Params, Response> {
 ///
 /// An unknown client or an unregistered redirect URI is an error page, never a redirect.
 #[utoipa::path(get, path = "/oauth/authorize", tag = "oauth",
-    params(crate::openapi::AuthorizeQuery),
+    params(crate::schemas::AuthorizeQuery),
     responses(
-        (status = 200, description = "The sign-in page or the consent page.", content_type = "text/html", body = crate::openapi::Html),
+        (status = 200, description = "The sign-in page or the consent page.", content_type = "text/html", body = crate::schemas::Html),
         (status = 303, description = "Back to the client's redirect URI: `code`, `state`, `iss`, or `error`, `error_description`, `state`, `iss`.",
             headers(("location" = String))),
-        (status = 400, description = "Error page: no or unknown client, unregistered redirect URI, malformed query.", content_type = "text/html", body = crate::openapi::Html),
+        (status = 400, description = "Error page: no or unknown client, unregistered redirect URI, malformed query.", content_type = "text/html", body = crate::schemas::Html),
     ))]
 async fn authorize_get(
     State(app): State<AppState>,
@@ -279,15 +279,15 @@ async fn proceed(
 
 /// What the sign-in and consent forms post: `action=login|approve|deny`.
 #[utoipa::path(post, path = "/oauth/authorize", tag = "oauth",
-    request_body(content = crate::openapi::AuthorizeForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::schemas::AuthorizeForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "The consent page (after signing in), or the sign-in page again.", content_type = "text/html", body = crate::openapi::Html),
+        (status = 200, description = "The consent page (after signing in), or the sign-in page again.", content_type = "text/html", body = crate::schemas::Html),
         (status = 303, description = "Back to the client's redirect URI: `code`, `state`, `iss`, or `error`, `error_description`, `state`, `iss`.",
             headers(("location" = String))),
         (status = 400, description = "Error page (the CSRF check failed, an unknown action, an invalid request), or `invalid_request` JSON for a body that is not a form.", content(
-            (crate::openapi::Html = "text/html"), (crate::error::OAuthBody = "application/json"))),
-        (status = 401, description = "The sign-in page: the username or password is incorrect.", content_type = "text/html", body = crate::openapi::Html),
-        (status = 403, description = "The sign-in page: the email address is not verified yet.", content_type = "text/html", body = crate::openapi::Html),
+            (crate::schemas::Html = "text/html"), (crate::error::OAuthBody = "application/json"))),
+        (status = 401, description = "The sign-in page: the username or password is incorrect.", content_type = "text/html", body = crate::schemas::Html),
+        (status = 403, description = "The sign-in page: the email address is not verified yet.", content_type = "text/html", body = crate::schemas::Html),
         (status = 413, description = "`invalid_request`: the body is over LATCHKEY_BODY_LIMIT.", body = crate::error::OAuthBody),
     ))]
 async fn authorize_post(

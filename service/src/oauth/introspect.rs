@@ -36,9 +36,9 @@ fn inactive() -> Value {
 /// whatever the hint says; the hint only picks which kind is tried first.
 #[utoipa::path(post, path = "/oauth/introspect", tag = "oauth",
     security(("client_basic" = []), ()),
-    request_body(content = crate::openapi::TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::schemas::TokenHintForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "RFC 7662 §2.2.", body = crate::openapi::Introspection),
+        (status = 200, description = "RFC 7662 §2.2.", body = crate::schemas::Introspection),
         (status = 400, description = "RFC 6749 §5.2 `invalid_request` (a missing or repeated parameter, a NUL, not a form body), and the endpoint's other refusals.", body = crate::error::OAuthBody,
             headers(("cache-control" = String, description = "`no-store`"))),
         (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`.", body = crate::error::OAuthBody,
@@ -168,7 +168,7 @@ async fn describe_refresh(
 /// or not the token existed. Only the client the token was issued to can revoke it.
 #[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
     security(("client_basic" = []), ()),
-    request_body(content = crate::openapi::TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::schemas::TokenHintForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or there was nothing of this client's to revoke (no body)."),
         (status = 400, description = "RFC 6749 §5.2 `invalid_request` (a missing or repeated parameter, a NUL, not a form body), and the endpoint's other refusals.", body = crate::error::OAuthBody,

@@ -110,11 +110,11 @@ async fn check(app: &AppState, params: &Params) -> Result<Logout, Response> {
 /// With a valid `id_token_hint` the browser session and the session of the ID token end
 /// at once; without one the user is asked first.
 #[utoipa::path(get, path = "/oauth/logout", tag = "oauth",
-    params(crate::openapi::LogoutQuery),
+    params(crate::schemas::LogoutQuery),
     responses(
-        (status = 200, description = "The confirmation page, or the signed-out page.", content_type = "text/html", body = crate::openapi::Html),
+        (status = 200, description = "The confirmation page, or the signed-out page.", content_type = "text/html", body = crate::schemas::Html),
         (status = 303, description = "To the registered `post_logout_redirect_uri`, with `state`.", headers(("location" = String))),
-        (status = 400, description = "Error page: invalid `id_token_hint`, unknown client, unregistered `post_logout_redirect_uri`, `client_id` not the hint's audience.", content_type = "text/html", body = crate::openapi::Html),
+        (status = 400, description = "Error page: invalid `id_token_hint`, unknown client, unregistered `post_logout_redirect_uri`, `client_id` not the hint's audience.", content_type = "text/html", body = crate::schemas::Html),
     ))]
 async fn logout_get(
     State(app): State<AppState>,
@@ -143,12 +143,12 @@ async fn logout_get(
 /// A POST with a valid `id_token_hint` is the client's request; otherwise it must be the
 /// confirmation form (same-site, with its CSRF token).
 #[utoipa::path(post, path = "/oauth/logout", tag = "oauth",
-    request_body(content = crate::openapi::LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::schemas::LogoutForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "The signed-out page.", content_type = "text/html", body = crate::openapi::Html),
+        (status = 200, description = "The signed-out page.", content_type = "text/html", body = crate::schemas::Html),
         (status = 303, description = "To the registered `post_logout_redirect_uri`, with `state`.", headers(("location" = String))),
         (status = 400, description = "Error page (as for GET, or the form's CSRF token is missing), or `invalid_request` JSON for a body that is not a form.", content(
-            (crate::openapi::Html = "text/html"), (crate::error::OAuthBody = "application/json"))),
+            (crate::schemas::Html = "text/html"), (crate::error::OAuthBody = "application/json"))),
         (status = 413, description = "`invalid_request`: the body is over LATCHKEY_BODY_LIMIT.", body = crate::error::OAuthBody),
     ))]
 async fn logout_post(State(app): State<AppState>, headers: HeaderMap, params: Params) -> Response {

@@ -83,7 +83,7 @@ impl IntoResponse for TokenBody {
 /// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none` (public).
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",
     security(("client_basic" = []), ()),
-    request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::schemas::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "RFC 6749 §5.1.", body = TokenBody,
             headers(("cache-control" = String, description = "`no-store`"), ("pragma" = String, description = "`no-cache`"))),

@@ -96,12 +96,12 @@ async fn verify(state: &AppState, token: &str) -> latchkey_domain::Result<()> {
 
 /// The link in the mail: a browser gets a small page, anything else JSON.
 #[utoipa::path(get, path = "/auth/verify-email", tag = "accounts",
-    params(crate::openapi::LinkQuery),
+    params(crate::schemas::LinkQuery),
     responses(
         (status = 200, description = "The address is verified.", content(
-            (crate::openapi::LinkAnswer = "application/json"), (crate::openapi::Html = "text/html"))),
+            (crate::schemas::LinkAnswer = "application/json"), (crate::schemas::Html = "text/html"))),
         (status = 400, description = "`invalid_token`: unknown, expired or already used.", content(
-            (crate::error::Body = "application/json"), (crate::openapi::Html = "text/html"))),
+            (crate::error::Body = "application/json"), (crate::schemas::Html = "text/html"))),
     ))]
 async fn verify_email_link(
     State(state): State<AppState>,
@@ -121,7 +121,7 @@ async fn verify_email_link(
 #[utoipa::path(post, path = "/auth/verify-email", tag = "accounts",
     request_body = TokenRequest,
     responses(
-        (status = 200, description = "The address is verified.", body = crate::openapi::Verified),
+        (status = 200, description = "The address is verified.", body = crate::schemas::Verified),
         (status = 400, description = "`invalid_token` (unknown, expired or already used), malformed JSON or a NUL character.", body = crate::error::Body),
         (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
         (status = 415, description = "Not `application/json`.", body = crate::error::Body),
@@ -141,7 +141,7 @@ async fn verify_email(
 #[utoipa::path(post, path = "/auth/resend-verification", tag = "accounts",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "Accepted (whether or not the account exists).", body = crate::openapi::Accepted),
+        (status = 202, description = "Accepted (whether or not the account exists).", body = crate::schemas::Accepted),
         (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
         (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
         (status = 415, description = "Not `application/json`.", body = crate::error::Body),
@@ -190,7 +190,7 @@ async fn count_mail_request(state: &AppState, email: &str) -> Result<Option<Stri
 #[utoipa::path(post, path = "/auth/password-reset", tag = "accounts",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "Accepted (whether or not the account exists).", body = crate::openapi::Accepted),
+        (status = 202, description = "Accepted (whether or not the account exists).", body = crate::schemas::Accepted),
         (status = 400, description = "Malformed JSON, or a NUL character.", body = crate::error::Body),
         (status = 413, description = "The body is over LATCHKEY_BODY_LIMIT.", body = crate::error::Body),
         (status = 415, description = "Not `application/json`.", body = crate::error::Body),
@@ -223,12 +223,12 @@ async fn mail_reset(state: &AppState, email: &str) -> latchkey_domain::Result<()
 
 /// The link in the mail: says whether the token is still good, without spending it.
 #[utoipa::path(get, path = "/auth/password-reset/confirm", tag = "accounts",
-    params(crate::openapi::LinkQuery),
+    params(crate::schemas::LinkQuery),
     responses(
         (status = 200, description = "The token is live.", content(
-            (crate::openapi::LinkAnswer = "application/json"), (crate::openapi::Html = "text/html"))),
+            (crate::schemas::LinkAnswer = "application/json"), (crate::schemas::Html = "text/html"))),
         (status = 400, description = "`invalid_token`: unknown, expired or already used.", content(
-            (crate::error::Body = "application/json"), (crate::openapi::Html = "text/html"))),
+            (crate::error::Body = "application/json"), (crate::schemas::Html = "text/html"))),
     ))]
 async fn check_reset_link(
     State(state): State<AppState>,

@@ -183,8 +183,12 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document.",
         content_type = "application/json", body = Object)))]
-async fn openapi_json() -> Response {
-    Json(crate::openapi::document()).into_response()
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.web.openapi_json.clone(),
+    )
+        .into_response()
 }
 
 /// Prometheus metrics, on the metrics listener (`LATCHKEY_METRICS_LISTEN`) only.

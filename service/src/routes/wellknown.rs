@@ -26,7 +26,7 @@ fn public_cache(state: &AppState) -> HeaderValue {
 /// The published keys (RFC 7517), serialised once per key reload.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     responses((status = 200, description = "Every key that signs or may still have signed a live token.",
-        content_type = "application/jwk-set+json", body = crate::openapi::Jwks,
+        content_type = "application/jwk-set+json", body = crate::schemas::Jwks,
         headers(("cache-control" = String, description = "`public, max-age=<LATCHKEY_JWKS_MAX_AGE>`")))))]
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys.current().jwks();
@@ -42,7 +42,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 /// RFC 8414 authorization-server metadata.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
-    responses((status = 200, description = "The metadata.", body = crate::openapi::ServerMetadata,
+    responses((status = 200, description = "The metadata.", body = crate::schemas::ServerMetadata,
         headers(("cache-control" = String)))))]
 async fn metadata(State(state): State<AppState>) -> Response {
     let mut response = Json(crate::oidc::metadata(&state.settings.issuer)).into_response();
@@ -54,7 +54,7 @@ async fn metadata(State(state): State<AppState>) -> Response {
 
 /// OpenID Connect Discovery 1.0 §4: the same document as the RFC 8414 metadata.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
-    responses((status = 200, description = "The metadata.", body = crate::openapi::ServerMetadata,
+    responses((status = 200, description = "The metadata.", body = crate::schemas::ServerMetadata,
         headers(("cache-control" = String)))))]
 async fn openid_configuration(state: State<AppState>) -> Response {
     metadata(state).await
