@@ -892,6 +892,10 @@ async fn install_creates_every_object_with_least_privilege() {
         ("", "secrets", "delete", ""),
         ("events.k8s.io", "events", "create", ""),
         ("events.k8s.io", "events", "patch", ""),
+        // Workload identity: the uid of a client's ServiceAccount, and a metadata watch.
+        ("", "serviceaccounts", "get", ""),
+        ("", "serviceaccounts", "list", ""),
+        ("", "serviceaccounts", "watch", ""),
     ]);
     let got = grants(
         cluster_role.rules.as_deref().unwrap_or_default(),
@@ -916,6 +920,25 @@ async fn install_creates_every_object_with_least_privilege() {
         (crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()),
         ("ClusterRole", OPERATOR)
     );
+    // Workload identity: the two discovery documents of the API server, nothing more.
+    let discovery = Api::<ClusterRole>::all(client.clone())
+        .get(&format!("{OPERATOR}-issuer-discovery"))
+        .await
+        .expect("ClusterRole latchkey-operator-issuer-discovery");
+    let rules = discovery.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "{discovery:?}");
+    assert_eq!(
+        rules[0].non_resource_urls.as_deref(),
+        Some(
+            &[
+                "/.well-known/openid-configuration".to_owned(),
+                "/openid/v1/jwks".to_owned()
+            ][..]
+        ),
+        "{discovery:?}"
+    );
+    assert_eq!(rules[0].verbs, ["get"], "{discovery:?}");
+    assert!(rules[0].resources.is_none(), "{discovery:?}");
     // Tenancy: reading the cluster-scoped policies and the namespaces' labels, nothing more.
     let tenancy = format!("{OPERATOR}-tenancy");
     let tenancy_role = Api::<ClusterRole>::all(client.clone())

@@ -478,7 +478,6 @@ mod tests {
                 "allowLoopbackRedirects",
                 "allowFirstParty",
                 "allowResourceServer",
-                "allowServiceAccount"
             ]
         );
         let text = check(&s, &rules)[1].to_string();
@@ -559,14 +558,15 @@ mod tests {
 
     #[test]
     fn the_service_account_rule_stands_alone_too() {
+        // The defaults allow a ServiceAccount of the client's own namespace.
         let rules = vec![Rules::defaults()];
         assert_eq!(check_service_account(false, &rules), vec![]);
-        let found = check_service_account(true, &rules);
+        assert_eq!(check_service_account(true, &rules), vec![]);
+        let mut forbidding = policy("sa", LabelSelector::default());
+        forbidding.spec.allow_service_account = false;
+        let found = check_service_account(true, &[Rules::of(&forbidding)]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "allowServiceAccount");
-        let mut allowing = policy("sa", LabelSelector::default());
-        allowing.spec.allow_service_account = true;
-        assert_eq!(check_service_account(true, &[Rules::of(&allowing)]), vec![]);
     }
 
     #[test]
