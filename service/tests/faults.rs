@@ -1041,23 +1041,28 @@ async fn a_replica_sigkilled_under_load() {
             ));
         }
     }
-    for o in outcomes.iter().filter(|o| o.transport.is_none() && !o.ok()) {
-        problems.push(format!("{:?} answered {} ({:?})", o.op, o.label(), o.error));
-    }
     // The survivor took over the sessions the killed replica served, including tokens
-    // whose rotation it committed but could not answer.
+    // whose rotation it committed but could not answer: the retry of such a token is
+    // reuse, refused with 401 (the client logs in again).
     let lost_refresh: HashSet<&str> = lost
         .iter()
         .filter(|o| o.op == Op::Refresh)
         .filter_map(|o| o.presented.as_deref())
         .collect();
-    for o in outcomes.iter().filter(|o| o.at > removed) {
-        let retry = o.op == Op::Refresh
+    let retry = |o: &Outcome| {
+        o.op == Op::Refresh
             && o.status == 401
             && o.presented
                 .as_deref()
-                .is_some_and(|t| lost_refresh.contains(t));
-        if o.replica != 1 || (!o.ok() && !retry) {
+                .is_some_and(|t| lost_refresh.contains(t))
+    };
+    for o in outcomes.iter().filter(|o| o.transport.is_none() && !o.ok()) {
+        if !retry(o) {
+            problems.push(format!("{:?} answered {} ({:?})", o.op, o.label(), o.error));
+        }
+    }
+    for o in outcomes.iter().filter(|o| o.at > removed) {
+        if o.replica != 1 || (!o.ok() && !retry(o)) {
             problems.push(format!(
                 "after the kill: {:?} at replica {} answered {}",
                 o.op,
@@ -1068,9 +1073,11 @@ async fn a_replica_sigkilled_under_load() {
     }
     check_ledger(&fleet.db, &outcomes, &mut problems).await;
     let after = outcomes.iter().filter(|o| o.at > removed).count();
+    let retried = outcomes.iter().filter(|o| retry(o)).count();
     eprintln!(
         "replica SIGKILL: {}in flight at the killed replica and lost: {}; the survivor \
-         served {after} requests after it, none failed",
+         served {after} requests after it; retries of a lost refresh refused as reuse: \
+         {retried}",
         summary(&outcomes),
         lost.len(),
     );
