@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 use crate::{Error, Result};
 
@@ -69,6 +69,29 @@ impl Db {
                         .await?;
                     }
                     Ok(())
+                })
+            })
+            .after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend != Backend::Sqlite {
+                        return Ok(true);
+                    }
+                    // A released connection holds no live transaction. If sqlx still
+                    // counts one, a COMMIT or ROLLBACK failed (SQLITE_FULL, SQLITE_IOERR)
+                    // and the connection's state is no longer known: SQLite may keep the
+                    // transaction open, or have rolled it back itself, after which sqlx
+                    // nests the next ones as savepoints that never commit. Either way
+                    // every later write on it would be answered and then lost, while
+                    // holding the write lock. Close it: closing rolls back what is open.
+                    // The ping first runs the rollback a dropped transaction queued.
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!(
+                            "closing a SQLite connection left inside a failed transaction"
+                        );
+                    }
+                    Ok(clean)
                 })
             });
         let pool = options.connect(url).await?;
