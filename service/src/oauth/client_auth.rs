@@ -152,7 +152,11 @@ fn form_decode(s: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
+                // Two hex digits exactly: `from_str_radix` alone would take `%+A`.
                 let hex = s.get(i + 1..i + 3)?;
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
             }
@@ -187,6 +191,10 @@ mod tests {
             basic_credentials(&headers(&format!("Basic {}", STANDARD.encode("nocolon")))).is_err()
         );
         assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%+A"), None);
+        assert_eq!(form_decode("%-1"), None);
+        assert_eq!(form_decode("%4"), None);
+        assert_eq!(form_decode("%4a%4A"), Some("JJ".to_owned()));
         let nul = STANDARD.encode("a%00b:secret");
         assert!(basic_credentials(&headers(&format!("Basic {nul}"))).is_err());
     }
