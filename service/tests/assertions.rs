@@ -129,26 +129,6 @@ async fn refused(response: reqwest::Response, why: &str) {
     assert!(www.is_some(), "{why}: 401 without WWW-Authenticate");
 }
 
-/// Carries the `oauth2` crate's requests over reqwest.
-async fn library_http(
-    http: reqwest::Client,
-    request: oauth2::HttpRequest,
-) -> Result<oauth2::HttpResponse, reqwest::Error> {
-    let (parts, body) = request.into_parts();
-    let response = http
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await?;
-    let mut builder = oauth2::http::Response::builder().status(response.status().as_u16());
-    for (name, value) in response.headers() {
-        builder = builder.header(name.as_str(), value.as_bytes());
-    }
-    let body = response.bytes().await?.to_vec();
-    Ok(builder.body(body).expect("response"))
-}
-
 async fn an_independent_client_library_authenticates_with_its_own_keys(backend: Backend) {
     use oauth2::basic::BasicClient;
     use oauth2::{AuthType, ClientId, Scope, TokenResponse, TokenUrl};
@@ -158,7 +138,7 @@ async fn an_independent_client_library_authenticates_with_its_own_keys(backend: 
     client_with_keys(&server, "billing", &[&es, &ed]).await;
 
     let http = server.http.clone();
-    let send = move |request| library_http(http.clone(), request);
+    let send = move |request| common::library_http(http.clone(), request);
     let library = BasicClient::new(ClientId::new("billing".into()))
         .set_auth_type(AuthType::RequestBody)
         .set_token_uri(TokenUrl::new(server.url("/oauth/token")).expect("url"));

@@ -1319,27 +1319,6 @@ async fn admin_api_manages_api_clients_only(backend: Backend) {
     );
 }
 
-/// Carries an OAuth library's HTTP request over our reqwest client (`openidconnect`
-/// re-exports the same `oauth2` types).
-async fn library_http(
-    http: reqwest::Client,
-    request: oauth2::HttpRequest,
-) -> Result<oauth2::HttpResponse, reqwest::Error> {
-    let (parts, body) = request.into_parts();
-    let response = http
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await?;
-    let mut builder = oauth2::http::Response::builder().status(response.status().as_u16());
-    for (name, value) in response.headers() {
-        builder = builder.header(name.as_str(), value.as_bytes());
-    }
-    let body = response.bytes().await?.to_vec();
-    Ok(builder.body(body).expect("response"))
-}
-
 /// The `oauth2` crate, an independent client implementation, completes the
 /// client-credentials, password, refresh and authorization-code (+PKCE) grants.
 async fn independent_oauth2_client_library(backend: Backend) {
@@ -1367,7 +1346,7 @@ async fn independent_oauth2_client_library(backend: Backend) {
         })
         .await;
     let http = server.http.clone();
-    let send = move |request| library_http(http.clone(), request);
+    let send = move |request| common::library_http(http.clone(), request);
     let client = BasicClient::new(ClientId::new("lib".into()))
         .set_client_secret(ClientSecret::new(secret.expect("secret")))
         .set_auth_uri(AuthUrl::new(server.url("/oauth/authorize")).expect("url"))
@@ -1453,7 +1432,7 @@ async fn independent_openid_connect_library(backend: Backend) {
         })
         .await;
     let http = server.http.clone();
-    let send = move |request| library_http(http.clone(), request);
+    let send = move |request| common::library_http(http.clone(), request);
 
     let metadata = CoreProviderMetadata::discover_async(
         IssuerUrl::new(server.base.clone()).expect("issuer"),

@@ -337,3 +337,24 @@ impl TestServer {
             .expect("a metrics listener")
     }
 }
+
+/// Carries an OAuth library's HTTP request over our reqwest client (`openidconnect`
+/// re-exports the same `oauth2` types).
+pub async fn library_http(
+    http: reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, reqwest::Error> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await?;
+    let mut builder = oauth2::http::Response::builder().status(response.status().as_u16());
+    for (name, value) in response.headers() {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    let body = response.bytes().await?.to_vec();
+    Ok(builder.body(body).expect("response"))
+}
