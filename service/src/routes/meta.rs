@@ -134,18 +134,26 @@ async fn health() -> Json<Health> {
     ))]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-    let database = matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await,
-        Ok(Ok(()))
+    // Both checks at once: with both dependencies down the probe answers in one
+    // timeout, not two.
+    let (database, redis) = tokio::join!(
+        async {
+            matches!(
+                tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await,
+                Ok(Ok(()))
+            )
+        },
+        async {
+            if state.web.redis_configured {
+                Some(matches!(
+                    tokio::time::timeout(CHECK_TIMEOUT, state.ephemeral.ping()).await,
+                    Ok(Ok(()))
+                ))
+            } else {
+                None
+            }
+        }
     );
-    let redis = if state.web.redis_configured {
-        Some(matches!(
-            tokio::time::timeout(CHECK_TIMEOUT, state.ephemeral.ping()).await,
-            Ok(Ok(()))
-        ))
-    } else {
-        None
-    };
     let signing_key = state.keys.current().signing.is_some();
     let ok = database && redis.unwrap_or(true) && signing_key;
     let word = |up: bool| {
