@@ -4,10 +4,11 @@
 //!
 //! One scenario, in the order a user lives it, because every step needs the install of
 //! the previous one and a cluster holds one Latchkey install (its operator watches every
-//! namespace): install → an in-cluster caller gets a token → keys rotate through the
-//! kubelet → a rolling update under load → the operator leader's pod is deleted → a
-//! service pod is deleted under load → uninstall. Each step asserts what a user relies
-//! on and prints what it measured.
+//! namespace): install → an in-cluster caller gets a token → a pod with only a projected
+//! ServiceAccount token gets one (workload identity) → keys rotate through the kubelet →
+//! a rolling update under load → the operator leader's pod is deleted → a service pod is
+//! deleted under load → uninstall. Each step asserts what a user relies on and prints
+//! what it measured.
 //!
 //! The cluster (`tests/cluster/up.sh`) is started once for this binary and torn down
 //! when it exits. The load of the test process reaches the Service's ClusterIP and the
@@ -19,9 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use kube::Api;
 use kube::api::ListParams;
+use latchkey_crds::OAuthClient;
 use latchkey_testkit::Cluster;
 use serde_json::Value;
 
@@ -79,6 +81,7 @@ async fn latchkey_runs_on_a_real_node() {
 
 async fn scenario(world: &World) {
     let creds = in_cluster_callers(world).await;
+    workload_identity_in_a_pod(world, &creds).await;
     rotation_through_the_kubelet(world, &creds).await;
     rolling_update_under_load(world, &creds).await;
     operator_leader_pod_deleted(world).await;
@@ -374,18 +377,7 @@ async fn in_cluster_callers(world: &World) -> Creds {
         .await
         .expect("kubectl")
         .ok();
-    cluster
-        .kubectl(&[
-            "-n",
-            &shop,
-            "wait",
-            "oauthclient/reports",
-            "--for=condition=Ready",
-            "--timeout=120s",
-        ])
-        .await
-        .expect("kubectl")
-        .ok();
+    wait_ready(world, &shop, "reports").await;
     let secrets: Api<Secret> = Api::namespaced(world.kube.clone(), &shop);
     let secret = secrets.get("reports-oauth").await.expect("reports-oauth");
     let data = secret.data.expect("Secret data");
@@ -412,20 +404,23 @@ echo "JWKS $(wget -q -O - "$issuer/.well-known/jwks.json")"
 token=$(sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p' /tmp/token.json)
 echo "INTROSPECT $(wget -q -O - --header "Authorization: Basic $auth" --post-data "token=$token" "$issuer/oauth/introspect")"
 "#;
-    let logs = run_pod(world, &shop, "caller", &caller, script, "reports-oauth").await;
-    let line = |prefix: &str| -> Value {
-        let text = logs
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no {prefix}line in the caller's log:\n{logs}"));
-        serde_json::from_str(text).expect("JSON from the caller")
-    };
-    let token = line("TOKEN ");
-    let jwks = line("JWKS ");
-    let introspection = line("INTROSPECT ");
+    let logs = run_pod(
+        world,
+        &shop,
+        "caller",
+        &caller,
+        script,
+        PodCredentials::Secret("reports-oauth"),
+        &[],
+    )
+    .await;
+    let token = logged_json(&logs, "TOKEN ");
+    let jwks = logged_json(&logs, "JWKS ");
+    let introspection = logged_json(&logs, "INTROSPECT ");
     let access = token["access_token"].as_str().expect("access_token");
     assert_eq!(token["token_type"], "Bearer");
-    let claims = verify(access, &jwks, &world.issuer).expect("token verifies against the JWKS");
+    let claims =
+        verify(access, &jwks, &world.issuer, AUDIENCE).expect("token verifies against the JWKS");
     assert_eq!(claims["client_id"], creds.id.as_str());
     assert_eq!(introspection["active"], true, "{introspection}");
     assert_eq!(introspection["client_id"], creds.id.as_str());
@@ -455,7 +450,16 @@ echo "INTROSPECT $(wget -q -O - --header "Authorization: Basic $auth" --post-dat
 wget -q -O - --header "Authorization: Basic $auth" --post-data 'grant_type=client_credentials' "$(cat /creds/token_url)" 2>&1
 echo "EXIT $?"
 "#;
-    let logs = run_pod(world, &shop, "wrong-caller", &caller, script, "wrong-oauth").await;
+    let logs = run_pod(
+        world,
+        &shop,
+        "wrong-caller",
+        &caller,
+        script,
+        PodCredentials::Secret("wrong-oauth"),
+        &[],
+    )
+    .await;
     assert!(
         logs.contains("401 Unauthorized") && !logs.contains("EXIT 0"),
         "a wrong secret must get 401:\n{logs}"
@@ -467,22 +471,54 @@ echo "EXIT $?"
     creds
 }
 
-/// Runs a pod of the caller image with `/creds` from `secret`, waits for it to finish and
-/// returns its log.
+/// What a caller pod authenticates with.
+enum PodCredentials<'a> {
+    /// The client's Secret, mounted at `/creds`.
+    Secret(&'a str),
+    /// Only a projected token of this ServiceAccount for `audience`, at
+    /// `/var/run/secrets/latchkey/token`, as README "Workload identity" has it: no
+    /// Secret, no API token.
+    ServiceAccount { name: &'a str, audience: &'a str },
+}
+
+/// Runs a pod of the caller image with `credentials` and `env`, waits for it to finish
+/// and returns its log.
 async fn run_pod(
     world: &World,
     ns: &str,
     name: &str,
     image: &str,
     script: &str,
-    secret: &str,
+    credentials: PodCredentials<'_>,
+    env: &[(&str, &str)],
 ) -> String {
+    let (service_account, volume, mount) = match credentials {
+        PodCredentials::Secret(secret) => (
+            None,
+            serde_json::json!({"name": "creds", "secret": {"secretName": secret}}),
+            "/creds",
+        ),
+        PodCredentials::ServiceAccount { name, audience } => (
+            Some(name),
+            serde_json::json!({"name": "creds", "projected": {"sources": [{
+                "serviceAccountToken": {
+                    "path": "token", "audience": audience, "expirationSeconds": 600
+                }
+            }]}}),
+            "/var/run/secrets/latchkey",
+        ),
+    };
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
+        .collect();
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
         "spec": {
             "restartPolicy": "Never",
+            "serviceAccountName": service_account,
             "automountServiceAccountToken": false,
             "securityContext": {
                 "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
@@ -493,20 +529,18 @@ async fn run_pod(
                 "image": image,
                 "imagePullPolicy": "Never",
                 "command": ["/bin/sh", "-c", script],
+                "env": env,
                 "securityContext": {
                     "allowPrivilegeEscalation": false,
                     "readOnlyRootFilesystem": true,
                     "capabilities": {"drop": ["ALL"]}
                 },
                 "volumeMounts": [
-                    {"name": "creds", "mountPath": "/creds", "readOnly": true},
+                    {"name": "creds", "mountPath": mount, "readOnly": true},
                     {"name": "tmp", "mountPath": "/tmp"}
                 ]
             }],
-            "volumes": [
-                {"name": "creds", "secret": {"secretName": secret}},
-                {"name": "tmp", "emptyDir": {}}
-            ]
+            "volumes": [volume, {"name": "tmp", "emptyDir": {}}]
         }
     }))
     .expect("pod");
@@ -530,8 +564,9 @@ async fn run_pod(
 }
 
 /// Verifies an RS256 access token against a JWKS document (pinned algorithm, issuer,
-/// audience, `typ`), as a resource server would.
-fn verify(token: &str, jwks: &Value, issuer: &str) -> Result<Value, String> {
+/// audience, `typ`), as a resource server would. `AUDIENCE` is the `spec.audience` of
+/// `examples/oauthclient-service.yaml`; a client without one gets the issuer.
+fn verify(token: &str, jwks: &Value, issuer: &str, audience: &str) -> Result<Value, String> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
     if header.typ.as_deref() != Some("at+jwt") {
         return Err(format!("typ {:?}", header.typ));
@@ -548,10 +583,297 @@ fn verify(token: &str, jwks: &Value, issuer: &str) -> Result<Value, String> {
     let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_issuer(&[issuer]);
-    validation.set_audience(&[AUDIENCE]);
+    validation.set_audience(&[audience]);
     jsonwebtoken::decode::<Value>(token, &key, &validation)
         .map(|t| t.claims)
         .map_err(|e| format!("kid {kid}: {e}"))
+}
+
+// === workload identity ===============================================================
+
+/// README "Workload identity", as a user does it: `kubectl apply` of
+/// `examples/oauthclient-workload-identity.yaml` (a ServiceAccount and an OAuthClient
+/// bound to it) in a `restricted` namespace, and no Secret is written. A pod running as
+/// that ServiceAccount with nothing but a projected token for Latchkey's issuer (no
+/// Secret, no API token) gets a client_credentials token with it from the Service's DNS
+/// name and introspects that token, authenticated by the same projected token. The same
+/// projected token is refused (401 `invalid_client`) for another workload-identity client
+/// of the namespace and for `other`, the previous step's secret client.
+async fn workload_identity_in_a_pod(world: &World, other: &Creds) {
+    let cluster = &world.cluster;
+    let ns = cluster
+        .namespace(
+            "workload",
+            &[("pod-security.kubernetes.io/enforce", "restricted")],
+        )
+        .await
+        .expect("namespace");
+    let example = repo_root().join("examples/oauthclient-workload-identity.yaml");
+    let applied = Instant::now();
+    cluster
+        .kubectl(&["apply", "-n", &ns, "-f", &example.display().to_string()])
+        .await
+        .expect("kubectl")
+        .ok();
+    wait_ready(world, &ns, "reports").await;
+    let to_ready = applied.elapsed();
+
+    let clients: Api<OAuthClient> = Api::namespaced(world.kube.clone(), &ns);
+    let status = clients
+        .get("reports")
+        .await
+        .expect("oauthclient/reports")
+        .status
+        .expect("status");
+    let client_id = status.client_id.expect("status.clientId");
+    assert_eq!(client_id, format!("{ns}.reports"));
+    assert_eq!(status.secret_name, None, "status.secretName");
+    let secrets: Api<Secret> = Api::namespaced(world.kube.clone(), &ns);
+    let names: Vec<String> = secrets
+        .list(&Default::default())
+        .await
+        .expect("list Secrets")
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert!(
+        names.is_empty(),
+        "a workload-identity client gets no Secret; {ns} holds {names:?}"
+    );
+
+    // Another workload-identity client of the namespace, bound to another ServiceAccount.
+    let accounts: Api<ServiceAccount> = Api::namespaced(world.kube.clone(), &ns);
+    let billing: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "billing"}
+    }))
+    .expect("ServiceAccount");
+    accounts
+        .create(&Default::default(), &billing)
+        .await
+        .expect("create ServiceAccount billing");
+    let billing: OAuthClient = serde_json::from_value(serde_json::json!({
+        "apiVersion": "latchkey.dev/v1alpha1",
+        "kind": "OAuthClient",
+        "metadata": {"name": "billing"},
+        "spec": {
+            "grantTypes": ["client_credentials"],
+            "scopes": ["orders:read"],
+            "serviceAccount": {"name": "billing"}
+        }
+    }))
+    .expect("OAuthClient");
+    clients
+        .create(&Default::default(), &billing)
+        .await
+        .expect("create OAuthClient billing");
+    wait_ready(world, &ns, "billing").await;
+    let billing_id = format!("{ns}.billing");
+
+    let caller = cluster
+        .image("latchkey-caller")
+        .expect("caller image")
+        .reference
+        .clone();
+    // The README's request, with busybox wget; the kubelet keeps the file fresh, so it is
+    // read for every request.
+    let script = r#"set -eu
+assertion() {
+  printf 'client_id=%s&client_assertion_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer&client_assertion=%s' \
+    "$1" "$(cat /var/run/secrets/latchkey/token)"
+}
+echo "ASSERTION $(cat /var/run/secrets/latchkey/token)"
+wget -q -O /tmp/token.json --post-data "grant_type=client_credentials&$(assertion "$CLIENT_ID")" "$ISSUER/oauth/token"
+echo "TOKEN $(cat /tmp/token.json)"
+echo "JWKS $(wget -q -O - "$ISSUER/.well-known/jwks.json")"
+access=$(sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p' /tmp/token.json)
+echo "INTROSPECT $(wget -q -O - --post-data "token=$access&$(assertion "$CLIENT_ID")" "$ISSUER/oauth/introspect")"
+for other in $OTHER_CLIENTS; do
+  if out=$(wget -q -O - --post-data "grant_type=client_credentials&$(assertion "$other")" "$ISSUER/oauth/token" 2>&1); then
+    echo "ACCEPTED $other $out"
+  else
+    echo "REFUSED $other $out"
+  fi
+done
+"#;
+    let others = format!("{billing_id} {}", other.id);
+    let started = Instant::now();
+    let logs = run_pod(
+        world,
+        &ns,
+        "workload",
+        &caller,
+        script,
+        PodCredentials::ServiceAccount {
+            name: "reports",
+            audience: &world.issuer,
+        },
+        &[
+            ("ISSUER", &world.issuer),
+            ("CLIENT_ID", &client_id),
+            ("OTHER_CLIENTS", &others),
+        ],
+    )
+    .await;
+    let pod_took = started.elapsed();
+
+    // The kubelet's token: for Latchkey's audience, this ServiceAccount, 600 s.
+    let assertion = logged(&logs, "ASSERTION ").to_owned();
+    let projected = unverified_claims(&assertion);
+    assert_eq!(
+        projected["aud"],
+        serde_json::json!([world.issuer]),
+        "{projected}"
+    );
+    assert_eq!(
+        projected["sub"],
+        format!("system:serviceaccount:{ns}:reports"),
+        "{projected}"
+    );
+    let lifetime = projected["exp"].as_i64().unwrap_or(0) - projected["iat"].as_i64().unwrap_or(0);
+    assert_eq!(lifetime, 600, "{projected}");
+
+    let token = logged_json(&logs, "TOKEN ");
+    let jwks = logged_json(&logs, "JWKS ");
+    let introspection = logged_json(&logs, "INTROSPECT ");
+    assert_eq!(token["token_type"], "Bearer", "{token}");
+    let access = token["access_token"].as_str().expect("access_token");
+    // No spec.audience: the service's audience, which is its issuer.
+    let claims = verify(access, &jwks, &world.issuer, &world.issuer)
+        .expect("token verifies against the JWKS");
+    assert_eq!(claims["client_id"], client_id.as_str(), "{claims}");
+    assert_eq!(claims["sub"], client_id.as_str(), "{claims}");
+    assert_eq!(claims["scope"], "orders:read", "{claims}");
+    assert_eq!(introspection["active"], true, "{introspection}");
+    assert_eq!(
+        introspection["client_id"],
+        client_id.as_str(),
+        "{introspection}"
+    );
+    for id in [&billing_id, &other.id] {
+        let line = logs
+            .lines()
+            .find(|l| l.starts_with(&format!("REFUSED {id} ")))
+            .unwrap_or_else(|| panic!("the pod's token must be refused for {id}:\n{logs}"));
+        assert!(line.contains("401 Unauthorized"), "{line}");
+    }
+
+    // What the pod's wget does not show: the body of the refusals, and the same token
+    // accepted again (it is not single-use), timed from the host through the ClusterIP.
+    for id in [&billing_id, &other.id] {
+        let (status, challenge, body) =
+            assertion_grant(&world.http, &world.service_url, id, &assertion).await;
+        assert_eq!(status, 401, "{id}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{id}: {body}");
+        assert!(challenge.is_some(), "{id}: 401 without WWW-Authenticate");
+    }
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (status, _, body) =
+            assertion_grant(&world.http, &world.service_url, &client_id, &assertion).await;
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200, "the projected token again: {body}");
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "[node] workload identity in {ns}: example applied → Ready in {:.2}s, no Secret; pod with only a projected token (aud issuer, 600 s) done in {:.1}s: \
+         client_credentials token verified against JWKS (sub {client_id}, scope orders:read), introspected active with the same token; \
+         refused 401 invalid_client for {billing_id} (another ServiceAccount's client) and {} (a secret client); \
+         the same token again from the host: n=20 median {:.1} ms, max {:.1} ms",
+        to_ready.as_secs_f64(),
+        pod_took.as_secs_f64(),
+        other.id,
+        took[took.len() / 2],
+        took[took.len() - 1],
+    );
+}
+
+/// The README shows the example file as it is (less its leading comment), so what the
+/// step above proves is what a reader copies.
+#[test]
+fn readme_shows_the_workload_identity_example() {
+    let file =
+        std::fs::read_to_string(repo_root().join("examples/oauthclient-workload-identity.yaml"))
+            .expect("the example");
+    let manifest: Vec<&str> = file.lines().skip_while(|l| l.starts_with('#')).collect();
+    let block = format!("```yaml\n{}\n```", manifest.join("\n"));
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(&block),
+        "README \"Workload identity\" must show examples/oauthclient-workload-identity.yaml:\n{block}"
+    );
+}
+
+async fn wait_ready(world: &World, ns: &str, client: &str) {
+    world
+        .cluster
+        .kubectl(&[
+            "-n",
+            ns,
+            "wait",
+            &format!("oauthclient/{client}"),
+            "--for=condition=Ready",
+            "--timeout=120s",
+        ])
+        .await
+        .expect("kubectl")
+        .ok();
+}
+
+/// A client_credentials request authenticated by a ServiceAccount token, from the host:
+/// the status, the `WWW-Authenticate` header and the body.
+async fn assertion_grant(
+    http: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    assertion: &str,
+) -> (u16, Option<String>, Value) {
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {base}/oauth/token: {}", chain(&e)));
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+/// The rest of the first line of a caller's log that starts with `prefix`.
+fn logged<'a>(logs: &'a str, prefix: &str) -> &'a str {
+    logs.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}line in the caller's log:\n{logs}"))
+}
+
+/// [`logged`], as the JSON the caller printed.
+fn logged_json(logs: &str, prefix: &str) -> Value {
+    let text = logged(logs, prefix);
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{prefix}{text}: {e}"))
+}
+
+/// The claims of a JWT, unverified: what the kubelet put in a projected token.
+fn unverified_claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 // === rotation through the kubelet ====================================================
@@ -630,12 +952,12 @@ async fn rotation_through_the_kubelet(world: &World, creds: &Creds) {
                         .kid
                         .unwrap_or_default();
                     // A verifier caches JWKS and refetches it once for an unknown kid.
-                    if verify(&token, &jwks[other], &issuer).is_err() {
+                    if verify(&token, &jwks[other], &issuer, AUDIENCE).is_err() {
                         jwks[other] =
                             get_json(&http, &format!("{}/.well-known/jwks.json", bases[other]))
                                 .await?;
                     }
-                    verify(&token, &jwks[other], &issuer)
+                    verify(&token, &jwks[other], &issuer, AUDIENCE)
                         .map_err(|e| format!("verify at {}: {e}", bases[other]))?;
                     let body = introspect(&http, &bases[other], &creds, &token).await?;
                     if body["active"] != true {
@@ -1012,19 +1334,7 @@ async fn operator_leader_pod_deleted(world: &World) {
         .await
         .expect("kubectl")
         .ok();
-    world
-        .cluster
-        .kubectl(&[
-            "-n",
-            &shop,
-            "wait",
-            "oauthclient/reports",
-            "--for=condition=Ready",
-            "--timeout=120s",
-        ])
-        .await
-        .expect("kubectl")
-        .ok();
+    wait_ready(world, &shop, "reports").await;
 }
 
 // === a service pod lost under load ===================================================
