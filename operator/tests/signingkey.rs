@@ -131,8 +131,11 @@ async fn keys_rotate_through_every_state() {
                 let since = *retired_but_held
                     .entry(kid.clone())
                     .or_insert_with(Instant::now);
+                // The operator retires the row, then drops the private key in its next
+                // Secret write: a reconcile or two later. 1 s was too short on a loaded
+                // 2-core machine (CI); what matters is that it goes, not its pace.
                 assert!(
-                    since.elapsed() < Duration::from_secs(1),
+                    since.elapsed() < Duration::from_secs(10),
                     "the Secret holds {kid}, which is neither Next nor Active in the table"
                 );
             }
