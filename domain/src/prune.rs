@@ -45,13 +45,17 @@ pub async fn run(db: Db, settings: PruneSettings) {
     }
 }
 
-/// Deletes batches from `table` until one comes back short: the backlog is gone.
+/// Deletes batches from `table`, each resuming where the one before stopped, until one
+/// comes back short: the backlog is gone.
 pub async fn pass(db: &Db, table: Table, batch: u32) -> latchkey_store::Result<Pass> {
     let start = Instant::now();
     let mut done = Pass::default();
+    let mut from = i64::MIN;
     let result = loop {
-        match prune::batch(db, table, now_ms(), i64::from(batch)).await {
-            Ok(n) => {
+        match prune::batch(db, table, now_ms(), from, i64::from(batch)).await {
+            Ok(deleted) => {
+                let n = deleted.rows;
+                from = deleted.reached;
                 done.deleted += n;
                 done.batches += 1;
                 metrics::counter!("latchkey_pruned_rows_total", "table" => table.as_str())

@@ -12,6 +12,7 @@ use latchkey_store::prune::Table;
 both_backends!(
     the_pruner_deletes_what_nothing_needs_and_keeps_the_rest,
     a_pass_deletes_in_bounded_batches,
+    each_statement_resumes_where_the_last_stopped,
 );
 
 const HOUR: i64 = 3_600_000;
@@ -208,5 +209,38 @@ async fn a_pass_deletes_in_bounded_batches(backend: Backend) {
         keys(&server, "browser_sessions", "id_hash")
             .await
             .is_empty()
+    );
+}
+
+/// Each statement of a pass starts at the last `expires_at` the one before deleted, and
+/// still misses nothing: with batches of one row, of two prunable tokens expiring in the
+/// same millisecond the second goes in the next statement, and the kept token
+/// (consumed, expired, of a live family) expiring then too stays.
+async fn each_statement_resumes_where_the_last_stopped(backend: Backend) {
+    let server = TestServer::start_with(backend, &["--prune-interval", "off"]).await;
+    let user = user_id(&server, "rosa").await;
+    let now = now_ms();
+    refresh(
+        &server,
+        "kept-used",
+        "fam-live",
+        &user,
+        now - 3 * HOUR,
+        true,
+    )
+    .await;
+    refresh(&server, "kept-live", "fam-live", &user, now + HOUR, false).await;
+    refresh(&server, "a-1", "fam-a", &user, now - 4 * HOUR, true).await;
+    refresh(&server, "a-2", "fam-a", &user, now - 3 * HOUR, false).await;
+    refresh(&server, "b-1", "fam-b", &user, now - 3 * HOUR, true).await;
+    refresh(&server, "b-2", "fam-b", &user, now - HOUR, false).await;
+    let pass = latchkey_domain::prune::pass(&server.db, Table::RefreshTokens, 1)
+        .await
+        .expect("pass");
+    assert_eq!(pass.deleted, 4, "{backend:?}");
+    assert_eq!(pass.batches, 5, "{backend:?}");
+    assert_eq!(
+        keys(&server, "refresh_tokens", "token_hash").await,
+        ["kept-live", "kept-used"]
     );
 }
