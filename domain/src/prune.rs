@@ -19,8 +19,8 @@ use latchkey_store::{Db, now_ms};
 /// draining a backlog keeps one database connection busy at most about half the time,
 /// and backs off by itself when the database is slow. (bench/prune.sh, 2 cores: a
 /// fixed 10 ms drained its backlog in 41–45 s and took 22% of the token endpoint's
-/// throughput meanwhile, p99 1.54–1.58x; pausing as long as the batch took, 60–67 s,
-/// 17–20%, p99 1.49–1.50x.)
+/// throughput meanwhile, p99 1.54–1.58x; pausing as long as the batch took, 60–77 s,
+/// 17–22%, p99 1.49–1.52x.)
 pub const PAUSE: Duration = Duration::from_millis(10);
 
 /// `LATCHKEY_PRUNE_INTERVAL` and `LATCHKEY_PRUNE_BATCH`.
