@@ -49,12 +49,16 @@ pub const REVOKE_KID_ANNOTATION: &str = "latchkey.dev/revoke-kid";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SigningKeySpec {
-    /// The JWS algorithm of the keys. Only RS256 (RSASSA-PKCS1-v1_5 with SHA-256) for
-    /// now; a change applies to the next key.
+    /// The JWS algorithm of the keys: RS256 (RSASSA-PKCS1-v1_5 with SHA-256, RSA of
+    /// keySize bits), ES256 (ECDSA P-256 with SHA-256) or EdDSA (Ed25519). A change applies
+    /// to the next key: the key that signs keeps its algorithm until it is retired, and
+    /// verifiers accept each published key with its own algorithm only, so a rotation
+    /// from one algorithm to another fails no verification.
     #[serde(default)]
     pub algorithm: Algorithm,
 
-    /// RSA modulus size in bits: 2048, 3072 or 4096. A change applies to the next key.
+    /// RSA modulus size in bits: 2048, 3072 or 4096 (RS256 only; ES256 and EdDSA keys
+    /// have fixed sizes). A change applies to the next key.
     #[serde(default = "default_key_size")]
     pub key_size: i32,
 
@@ -113,12 +117,18 @@ pub enum Algorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     #[default]
     RS256,
+    /// ECDSA with P-256 and SHA-256.
+    ES256,
+    /// EdDSA with Ed25519 (RFC 8037).
+    EdDSA,
 }
 
 impl Algorithm {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RS256 => "RS256",
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
         }
     }
 }

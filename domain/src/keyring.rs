@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use latchkey_store::federation;
 use latchkey_store::keydir::{self, KeyFile};
-use latchkey_store::keys::KeyPair;
+use latchkey_store::keys::{Alg, KeyPair, PublicJwk, PublicKey};
 use latchkey_store::signing_keys::{self, KeyState};
 use latchkey_store::{Db, now_ms};
 use serde_json::json;
@@ -48,9 +48,11 @@ pub struct KeySet {
     pub signing: Option<Arc<KeyPair>>,
     /// Whether `signing` is not the newest Active key (its Secret has not arrived yet).
     fallback: bool,
-    verifiers: HashMap<String, Arc<DecodingKey>>,
+    verifiers: HashMap<String, Arc<Verifier>>,
     /// The JWKS document, serialised once per reload rather than per request.
     jwks: Bytes,
+    /// The algorithms of the published keys, in [`Alg::ALL`] order.
+    algorithms: Vec<Alg>,
     /// The cluster's ServiceAccount issuer and its keys, as the operator published them
     /// (`federated_issuers`), for ServiceAccount client assertions.
     federated: Option<Arc<FederatedKeys>>,
@@ -59,6 +61,44 @@ pub struct KeySet {
 impl KeySet {
     pub fn jwks(&self) -> Bytes {
         self.jwks.clone()
+    }
+
+    /// The algorithms of the published keys, in [`Alg::ALL`] order.
+    pub fn algorithms(&self) -> &[Alg] {
+        &self.algorithms
+    }
+}
+
+/// A published key, ready to verify. Its algorithm is the only one it accepts: a token
+/// whose header names another is refused before any signature check.
+#[derive(Debug)]
+pub struct Verifier {
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+}
+
+impl Verifier {
+    /// Builds the verifier of a published JWK, checked by [`PublicJwk::public_key`].
+    pub fn of(jwk: &PublicJwk) -> anyhow::Result<Self> {
+        let (alg, public) = jwk.public_key()?;
+        let key = match public {
+            PublicKey::Rsa { n, e } => DecodingKey::from_rsa_raw_components(&n, &e),
+            PublicKey::P256 { x, y } => DecodingKey::from_ec_components(x, y)?,
+            PublicKey::Ed25519 { x } => DecodingKey::from_ed_components(x)?,
+        };
+        Ok(Self {
+            alg: jws_algorithm(alg),
+            key,
+        })
+    }
+}
+
+/// `jsonwebtoken`'s name for one of our algorithms.
+pub fn jws_algorithm(alg: Alg) -> Algorithm {
+    match alg {
+        Alg::Rs256 => Algorithm::RS256,
+        Alg::Es256 => Algorithm::ES256,
+        Alg::EdDsa => Algorithm::EdDSA,
     }
 }
 
@@ -72,7 +112,8 @@ struct Shared {
     db: Db,
     dir: PathBuf,
     manage: bool,
-    bits: usize,
+    /// The algorithm and RSA size of a key generated when managing keys.
+    generate: (Alg, usize),
     /// std lock: held only to clone or swap the `Arc`, never across `.await`.
     current: RwLock<Arc<KeySet>>,
     reload: Mutex<ReloadState>,
@@ -90,14 +131,21 @@ struct ReloadState {
 
 impl KeyRing {
     /// Loads the keys once; fails when the directory is unreadable (or, managing keys,
-    /// cannot be created), so a misconfigured pod does not start.
-    pub async fn load(db: Db, dir: PathBuf, manage: bool, bits: usize) -> anyhow::Result<Self> {
+    /// cannot be created), so a misconfigured pod does not start. Managing keys, an empty
+    /// directory gets a new key of `alg` (RSA of `bits` for RS256).
+    pub async fn load(
+        db: Db,
+        dir: PathBuf,
+        manage: bool,
+        alg: Alg,
+        bits: usize,
+    ) -> anyhow::Result<Self> {
         let ring = Self {
             shared: Arc::new(Shared {
                 db,
                 dir,
                 manage,
-                bits,
+                generate: (alg, bits),
                 current: RwLock::new(Arc::new(KeySet::default())),
                 reload: Mutex::new(ReloadState::default()),
             }),
@@ -115,7 +163,7 @@ impl KeyRing {
 
     /// The verifier for `kid`, reloading once if it is unknown and the last reload is
     /// more than a second old (a key published moments ago).
-    pub async fn verifier(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+    pub async fn verifier(&self, kid: &str) -> Option<Arc<Verifier>> {
         if let Some(key) = self.current().verifiers.get(kid) {
             return Some(key.clone());
         }
@@ -182,8 +230,8 @@ impl KeyRing {
         state.last = Some(Instant::now());
 
         let dir = shared.dir.clone();
-        let (manage, bits) = (shared.manage, shared.bits);
-        let files = tokio::task::spawn_blocking(move || read_or_generate(&dir, manage, bits))
+        let (manage, generate) = (shared.manage, shared.generate);
+        let files = tokio::task::spawn_blocking(move || read_or_generate(&dir, manage, generate))
             .await
             .context("key directory task")??;
         if files != state.files {
@@ -214,20 +262,25 @@ impl KeyRing {
 
         let mut verifiers = HashMap::new();
         let mut jwks = Vec::new();
+        let mut algorithms = Vec::new();
         for row in &published {
-            match row.jwk.rsa_components() {
-                Ok((n, e)) => {
-                    verifiers.insert(
-                        row.kid.clone(),
-                        Arc::new(DecodingKey::from_rsa_raw_components(&n, &e)),
-                    );
+            match Verifier::of(&row.jwk) {
+                Ok(verifier) => {
+                    verifiers.insert(row.kid.clone(), Arc::new(verifier));
                     jwks.push(&row.jwk);
+                    algorithms.extend(row.jwk.algorithm());
                 }
                 Err(e) => {
-                    tracing::error!(kid = row.kid, error = %e, "skipping invalid published key")
+                    tracing::error!(
+                        kid = row.kid,
+                        error = format!("{e:#}"),
+                        "skipping invalid published key"
+                    )
                 }
             }
         }
+        algorithms.sort_by_key(|alg| Alg::ALL.iter().position(|a| a == alg));
+        algorithms.dedup();
         let federated = match federation::get(&shared.db, federation::KUBERNETES).await? {
             None => None,
             Some(row) => {
@@ -291,6 +344,7 @@ impl KeyRing {
             fallback: lacking,
             verifiers,
             jwks,
+            algorithms,
             federated,
         });
         match shared.current.write() {
@@ -442,7 +496,7 @@ fn choose_signer(
 fn read_or_generate(
     dir: &std::path::Path,
     manage: bool,
-    bits: usize,
+    (alg, bits): (Alg, usize),
 ) -> anyhow::Result<Vec<KeyFile>> {
     let files = match keydir::read_pem_files(dir) {
         Ok(files) => files,
@@ -452,8 +506,8 @@ fn read_or_generate(
     if !files.is_empty() || !manage {
         return Ok(files);
     }
-    let key = KeyPair::generate(bits)?;
-    tracing::info!(kid = key.kid(), bits, dir = %dir.display(), "generated a signing key");
+    let key = KeyPair::generate_for(alg, bits)?;
+    tracing::info!(kid = key.kid(), %alg, bits = key.bits(), dir = %dir.display(), "generated a signing key");
     let file = KeyFile {
         name: format!("{}.pem", key.kid()),
         contents: key.to_pem()?.into_bytes(),

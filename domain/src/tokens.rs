@@ -1,9 +1,11 @@
-//! RS256 access tokens (RFC 9068) and opaque secrets.
+//! Access tokens (RFC 9068: RS256, ES256 or EdDSA, the signing key's algorithm) and
+//! opaque secrets.
 //!
 //! Signing is done here rather than through `jsonwebtoken::encode`, which re-parses the
 //! DER private key on every call; our [`KeyPair`]s stay parsed. Verification goes through
-//! `jsonwebtoken` with the algorithm, issuer and audience pinned, the key chosen by `kid`,
-//! and the RFC 9068 `typ` checked.
+//! `jsonwebtoken` with issuer and audience pinned, the key chosen by `kid`, the algorithm
+//! pinned to that key's (a header naming another is refused), and the RFC 9068 `typ`
+//! checked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +14,14 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
-use latchkey_store::keys::KeyPair;
+use latchkey_store::keys::{Alg, KeyPair};
 use latchkey_store::now_ms;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::ephemeral::Ephemeral;
 use crate::error::{Error, Result};
-use crate::keyring::KeyRing;
+use crate::keyring::{KeyRing, Verifier, jws_algorithm};
 
 /// Clock skew tolerated on `exp`/`nbf`/`iat`, in seconds.
 const LEEWAY_SECS: u64 = 5;
@@ -52,6 +54,40 @@ impl AccessClaims {
     pub fn is_first_party(&self) -> bool {
         self.client_id == FIRST_PARTY_CLIENT_ID
     }
+}
+
+/// One [`Validation`] per algorithm: `jsonwebtoken` wants every algorithm of a
+/// validation to be of the key's family, and each key verifies its own algorithm only.
+#[derive(Debug)]
+struct Pinned([Validation; 3]);
+
+impl Pinned {
+    fn new(base: &Validation) -> Self {
+        Self(Alg::ALL.map(|alg| {
+            let mut validation = base.clone();
+            validation.algorithms = vec![jws_algorithm(alg)];
+            validation
+        }))
+    }
+
+    /// The validation of `key`'s algorithm.
+    fn of(&self, key: &Verifier) -> Option<&Validation> {
+        self.0.iter().find(|v| v.algorithms == [key.alg])
+    }
+}
+
+/// Decodes `token` with `key`, refusing a header whose `alg` is not the key's.
+fn decode<C: serde::de::DeserializeOwned>(
+    token: &str,
+    header_alg: Algorithm,
+    key: &Verifier,
+    pinned: &Pinned,
+) -> jsonwebtoken::errors::Result<C> {
+    let validation = pinned
+        .of(key)
+        .filter(|_| header_alg == key.alg)
+        .ok_or(ErrorKind::InvalidAlgorithm)?;
+    jsonwebtoken::decode::<C>(token, &key.key, validation).map(|data| data.claims)
 }
 
 #[derive(Serialize)]
@@ -92,13 +128,13 @@ pub struct Tokens {
     ttl: Duration,
     /// RSA signing is ~1 ms of CPU: done on the blocking pool, bounded to the cores.
     signing_permits: Arc<Semaphore>,
-    validation: Arc<Validation>,
+    validation: Arc<Pinned>,
     /// For introspection: like `validation` but any audience (tokens of clients with their
     /// own resource-server audience are still ours to describe).
-    any_audience: Arc<Validation>,
+    any_audience: Arc<Pinned>,
     /// For `id_token_hint` at logout: our signature and issuer, any audience, expired
     /// or not (RP-Initiated Logout 1.0 §2: the OP need not be picky about expiry).
-    id_token_hint: Arc<Validation>,
+    id_token_hint: Arc<Pinned>,
 }
 
 /// What a logout request's `id_token_hint` says: who, for which client, which session.
@@ -138,14 +174,14 @@ impl Tokens {
             audience: audience.into(),
             ttl,
             signing_permits: Arc::new(Semaphore::new(cpus.max(1))),
-            validation: Arc::new(validation),
-            any_audience: Arc::new(any_audience),
-            id_token_hint: Arc::new(id_token_hint),
+            validation: Arc::new(Pinned::new(&validation)),
+            any_audience: Arc::new(Pinned::new(&any_audience)),
+            id_token_hint: Arc::new(Pinned::new(&id_token_hint)),
         }
     }
 
-    /// Checks an `id_token_hint`: an ID token (`typ` JWT, RS256) signed by a key we
-    /// publish, with our issuer; expiry is not checked.
+    /// Checks an `id_token_hint`: an ID token (`typ` JWT) signed by a key we publish,
+    /// with that key's algorithm and our issuer; expiry is not checked.
     pub async fn verify_id_token_hint(&self, token: &str) -> Result<IdTokenHint> {
         const INVALID: Error =
             Error::InvalidToken("the id_token_hint is not an ID token of this issuer");
@@ -154,14 +190,12 @@ impl Tokens {
             .typ
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("JWT"));
-        if header.alg != Algorithm::RS256 || !typ_ok {
+        if !typ_ok {
             return Err(INVALID);
         }
         let kid = header.kid.ok_or(INVALID)?;
         let key = self.keys.verifier(&kid).await.ok_or(INVALID)?;
-        jsonwebtoken::decode::<IdTokenHint>(token, &key, &self.id_token_hint)
-            .map(|data| data.claims)
-            .map_err(|_| INVALID)
+        decode::<IdTokenHint>(token, header.alg, &key, &self.id_token_hint).map_err(|_| INVALID)
     }
 
     pub fn ttl(&self) -> Duration {
@@ -194,12 +228,22 @@ impl Tokens {
 
     /// Signs any claims set with the current key, with header `typ`.
     pub async fn sign<C: Serialize>(&self, typ: &'static str, claims: &C) -> Result<String> {
+        self.sign_for(typ, |_| claims).await
+    }
+
+    /// Signs the claims `claims` builds for the current key's algorithm (an ID token's
+    /// `at_hash` depends on it), with header `typ`.
+    pub async fn sign_for<C: Serialize>(
+        &self,
+        typ: &'static str,
+        claims: impl FnOnce(Alg) -> C,
+    ) -> Result<String> {
         let key = self
             .keys
             .signer()
             .await
             .ok_or(Error::Unavailable("no signing key is available yet"))?;
-        let payload = serde_json::to_vec(claims).context("claims")?;
+        let payload = serde_json::to_vec(&claims(key.alg())).context("claims")?;
         let _permit = self
             .signing_permits
             .acquire()
@@ -225,12 +269,15 @@ impl Tokens {
         self.verify_with(token, &self.any_audience).await
     }
 
-    async fn verify_with(&self, token: &str, validation: &Validation) -> Result<AccessClaims> {
+    async fn verify_with(&self, token: &str, pinned: &Pinned) -> Result<AccessClaims> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Error::InvalidToken("the access token is malformed"))?;
-        if header.alg != Algorithm::RS256 {
+        if !matches!(
+            header.alg,
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA
+        ) {
             return Err(Error::InvalidToken(
-                "the access token is not signed with RS256",
+                "the access token is not signed with RS256, ES256 or EdDSA",
             ));
         }
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -247,33 +294,48 @@ impl Tokens {
         let key = self.keys.verifier(&kid).await.ok_or(Error::InvalidToken(
             "the access token is signed by an unknown key",
         ))?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, validation).map_err(|e| {
-            match e.kind() {
+        let claims: AccessClaims =
+            decode(token, header.alg, &key, pinned).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => Error::InvalidToken("the access token has expired"),
+                ErrorKind::InvalidAlgorithm => {
+                    Error::InvalidToken("the access token's alg is not the algorithm of its key")
+                }
                 _ => Error::InvalidToken("the access token is invalid"),
-            }
-        })?;
-        let (jti, sid) = (&data.claims.jti, data.claims.sid.as_deref());
+            })?;
+        let (jti, sid) = (&claims.jti, claims.sid.as_deref());
         if self.revoked.is_revoked(jti, sid, now_ms()).await? {
             return Err(Error::InvalidToken("the access token has been revoked"));
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 }
 
 fn sign(key: &KeyPair, typ: &'static str, payload: &[u8]) -> Result<String> {
     let header = Header {
-        alg: "RS256",
+        alg: key.alg().as_str(),
         typ,
         kid: key.kid(),
     };
     let mut jwt = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("header")?);
     jwt.push('.');
     jwt.push_str(&URL_SAFE_NO_PAD.encode(payload));
-    let signature = key.sign_rs256(jwt.as_bytes())?;
+    let signature = key.sign(jwt.as_bytes())?;
     jwt.push('.');
     jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
     Ok(jwt)
+}
+
+/// OpenID Connect Core §3.1.3.6 `at_hash` (and §3.3.2.11 `c_hash`) of `token` for an
+/// ID token signed with `alg`: the left half of the hash of the JWS algorithm, SHA-256
+/// for RS256 and ES256, SHA-512 for EdDSA with Ed25519 (Core 1.0 errata set 2).
+pub fn left_half_hash(alg: Alg, token: &str) -> String {
+    let algorithm = match alg {
+        Alg::Rs256 | Alg::Es256 => &aws_lc_rs::digest::SHA256,
+        Alg::EdDsa => &aws_lc_rs::digest::SHA512,
+    };
+    let hash = aws_lc_rs::digest::digest(algorithm, token.as_bytes());
+    let bytes = hash.as_ref();
+    URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
 }
 
 /// `bytes` of OS randomness, base64url without padding.

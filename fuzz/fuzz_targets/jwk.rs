@@ -1,6 +1,6 @@
 //! Published keys as every replica loads them (`latchkey_store::signing_keys` parses the
 //! `public_jwk` column into a [`PublicJwk`], the key ring turns it into a verifier with
-//! `rsa_components` and `DecodingKey::from_rsa_raw_components`). The column is written by
+//! `Verifier::of`: RSA, EC P-256 or OKP Ed25519). The column is written by
 //! the operator, but a corrupt or hostile row must cost one skipped key, not a panic.
 #![no_main]
 
@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use latchkey_domain::keyring::Verifier;
 use latchkey_store::keys::{KeyPair, PublicJwk};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +26,7 @@ fn token() -> &'static str {
         );
         let claims = URL_SAFE_NO_PAD.encode(r#"{"sub":"fuzz","exp":4102444800}"#);
         let signing_input = format!("{header}.{claims}");
-        let signature = key.sign_rs256(signing_input.as_bytes()).expect("sign");
+        let signature = key.sign(signing_input.as_bytes()).expect("sign");
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     })
 }
@@ -34,18 +35,26 @@ fuzz_target!(|data: &[u8]| {
     let Ok(jwk) = serde_json::from_slice::<PublicJwk>(data) else {
         return;
     };
-    let _ = jwk.rsa_components();
-    // `rsa_components` refuses a kid that is not the key's thumbprint, which the fuzzer
-    // can hardly forge; a real row always has it right. So the verifier is also built
-    // from the components the JWK names, whatever its kid, as the ring would build it.
-    let (Ok(n), Ok(e)) = (
-        URL_SAFE_NO_PAD.decode(&jwk.n),
-        URL_SAFE_NO_PAD.decode(&jwk.e),
-    ) else {
+    let _ = Verifier::of(&jwk);
+    // `public_key` refuses a kid that is not the key's thumbprint, which the fuzzer can
+    // hardly forge; a real row always has it right. So a verifier is also built from the
+    // members the JWK names, whatever its kid, as the ring would build it.
+    let b64 = |member: &Option<String>| member.as_deref().map(|v| URL_SAFE_NO_PAD.decode(v));
+    let key = match (jwk.kty.as_str(), &jwk.x, &jwk.y) {
+        ("EC", Some(x), Some(y)) => (DecodingKey::from_ec_components(x, y), Algorithm::ES256),
+        ("OKP", Some(x), _) => (DecodingKey::from_ed_components(x), Algorithm::EdDSA),
+        _ => match (b64(&jwk.n), b64(&jwk.e)) {
+            (Some(Ok(n)), Some(Ok(e))) => (
+                Ok(DecodingKey::from_rsa_raw_components(&n, &e)),
+                Algorithm::RS256,
+            ),
+            _ => return,
+        },
+    };
+    let (Ok(key), alg) = key else {
         return;
     };
-    let key = DecodingKey::from_rsa_raw_components(&n, &e);
-    let mut validation = Validation::new(Algorithm::RS256);
+    let mut validation = Validation::new(alg);
     validation.set_required_spec_claims(&["exp"]);
     validation.validate_aud = false;
     let _ = jsonwebtoken::decode::<serde_json::Value>(token(), &key, &validation);

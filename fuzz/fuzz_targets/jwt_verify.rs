@@ -18,6 +18,7 @@ use latchkey_domain::keyring::KeyRing;
 use latchkey_domain::tokens::Tokens;
 use latchkey_store::Db;
 use latchkey_store::keydir::{self, KeyFile};
+use latchkey_store::keys::Alg;
 use libfuzzer_sys::fuzz_target;
 
 const ISSUER: &str = "https://issuer.fuzz.invalid";
@@ -49,7 +50,7 @@ fn harness() -> &'static Harness {
             let url = format!("sqlite://{}?mode=rwc", dir.join("fuzz.db").display());
             let db = Db::connect(&url, 2).await.expect("sqlite");
             db.migrate().await.expect("migrations");
-            let keys = KeyRing::load(db, keys_dir, true, 2048)
+            let keys = KeyRing::load(db, keys_dir, true, Alg::Rs256, 2048)
                 .await
                 .expect("key ring");
             Tokens::new(

@@ -120,6 +120,24 @@ async fn fleet(
     delays_ms: &[u64],
     reload_interval: &str,
 ) -> Fleet {
+    fleet_of(
+        env,
+        "RS256",
+        (interval, pre_publish, retain),
+        delays_ms,
+        reload_interval,
+    )
+    .await
+}
+
+/// [`fleet`] whose `SigningKey` starts with `algorithm`.
+async fn fleet_of(
+    env: &Env,
+    algorithm: &str,
+    (interval, pre_publish, retain): (&str, &str, &str),
+    delays_ms: &[u64],
+    reload_interval: &str,
+) -> Fleet {
     env.kubectl(&[
         "apply",
         "-n",
@@ -135,6 +153,7 @@ kind: SigningKey
 metadata:
   name: latchkey
 spec:
+  algorithm: {algorithm}
   rotationInterval: {interval}
   prePublish: {pre_publish}
   retainAfterRetire: {retain}
@@ -182,12 +201,12 @@ async fn three_replicas_rotate_keys_without_a_failed_verification() {
     // reload); keep retired keys 10 s (tokens here are verified within a second of issue,
     // and a replica may sign with a retired key until its next reload).
     let fleet = fleet(&env, ("6s", "3s", "10s"), &DELAYS_MS, "1s").await;
-    let (bases, client_id, client_secret) = (&fleet.bases, &fleet.client_id, &fleet.client_secret);
+    let bases = &fleet.bases;
 
     let mut issued = 0u32;
     let mut failures: Vec<String> = Vec::new();
     let mut kids: BTreeMap<String, u32> = BTreeMap::new();
-    let mut jwks_cache: BTreeMap<(usize, String), DecodingKey> = BTreeMap::new();
+    let mut jwks_cache = JwksCache::new();
     let started = Instant::now();
     // The operator crashes (SIGKILL) twice mid-run, between transitions, and a new
     // process takes over once the dead one's Lease expires (2 s in the tests).
@@ -200,78 +219,14 @@ async fn three_replicas_rotate_keys_without_a_failed_verification() {
             eprintln!("operator killed at {:?}", started.elapsed());
             env.start_operator().await;
         }
-        let (issuer, verifier, introspector) = (i % 3, (i + 1) % 3, (i + 2) % 3);
+        let round = round(&env, &fleet, i, &mut jwks_cache).await;
         i += 1;
-        let response = env
-            .http
-            .post(format!("{}/oauth/token", bases[issuer]))
-            .basic_auth(client_id, Some(client_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .expect("token request");
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let Some(token) = body["access_token"]
-            .as_str()
-            .filter(|_| status.is_success())
-        else {
-            failures.push(format!("replica {issuer}: token request {status}: {body}"));
-            continue;
-        };
-        issued += 1;
-        let kid = header_kid(token);
-        *kids.entry(kid.clone()).or_default() += 1;
-
-        // JWKS of another replica: fetched again whenever the kid is not cached, as a
-        // resource server would.
-        if !jwks_cache.contains_key(&(verifier, kid.clone())) {
-            let jwks: Value = env
-                .http
-                .get(format!("{}/.well-known/jwks.json", bases[verifier]))
-                .send()
-                .await
-                .expect("jwks")
-                .json()
-                .await
-                .expect("jwks json");
-            for key in jwks["keys"].as_array().into_iter().flatten() {
-                if let (Some(k), Some(n), Some(e)) =
-                    (key["kid"].as_str(), key["n"].as_str(), key["e"].as_str())
-                    && let Ok(decoding) = DecodingKey::from_rsa_components(n, e)
-                {
-                    jwks_cache.insert((verifier, k.to_owned()), decoding);
-                }
+        match round {
+            Ok((kid, _)) => {
+                issued += 1;
+                *kids.entry(kid).or_default() += 1;
             }
-        }
-        match jwks_cache.get(&(verifier, kid.clone())) {
-            None => failures.push(format!(
-                "replica {verifier}'s JWKS lacks {kid} (signed by replica {issuer})"
-            )),
-            Some(key) => {
-                let mut validation = Validation::new(Algorithm::RS256);
-                validation.set_issuer(&[ISSUER]);
-                validation.set_audience(&["https://api.example.com"]);
-                if let Err(e) = jsonwebtoken::decode::<Value>(token, key, &validation) {
-                    failures.push(format!("replica {verifier} JWKS: {kid}: {e}"));
-                }
-            }
-        }
-        let introspection: Value = env
-            .http
-            .post(format!("{}/oauth/introspect", bases[introspector]))
-            .basic_auth(client_id, Some(client_secret))
-            .form(&[("token", token)])
-            .send()
-            .await
-            .expect("introspect")
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        if introspection["active"] != Value::Bool(true) {
-            failures.push(format!(
-                "replica {introspector} introspection of {kid}: {introspection}"
-            ));
+            Err(failure) => failures.push(failure),
         }
     }
     assert!(crashes.is_empty(), "the operator was not killed twice");
@@ -298,6 +253,130 @@ async fn three_replicas_rotate_keys_without_a_failed_verification() {
         "at least three rotations seen in the tokens' kids: {kids:?}"
     );
     assert!(issued > 100, "only {issued} tokens");
+}
+
+/// The keys of each replica's JWKS (by replica and kid), each with the `alg` its JWK
+/// names, fetched again whenever a kid is not cached, as a resource server would.
+type JwksCache = BTreeMap<(usize, String), (DecodingKey, Algorithm)>;
+
+/// One round of the load: a token from replica `i % 3`, verified against the JWKS of the
+/// next replica (with the algorithm its JWK names, which the token's header must match)
+/// and by introspection at the third. Returns the token's kid and `alg`, or what failed.
+async fn round(
+    env: &Env,
+    fleet: &Fleet,
+    i: usize,
+    jwks_cache: &mut JwksCache,
+) -> Result<(String, Algorithm), String> {
+    let (bases, client_id, client_secret) = (&fleet.bases, &fleet.client_id, &fleet.client_secret);
+    let (issuer, verifier, introspector) = (i % 3, (i + 1) % 3, (i + 2) % 3);
+    let token = token(env, &bases[issuer], client_id, client_secret)
+        .await
+        .map_err(|e| format!("replica {issuer}: token request {e}"))?;
+    let header = jsonwebtoken::decode_header(&token).map_err(|e| format!("header: {e}"))?;
+    let kid = header.kid.ok_or("no kid")?;
+    if !jwks_cache.contains_key(&(verifier, kid.clone())) {
+        let jwks: jsonwebtoken::jwk::JwkSet = env
+            .http
+            .get(format!("{}/.well-known/jwks.json", bases[verifier]))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("a JWK Set");
+        for jwk in &jwks.keys {
+            if let (Some(k), Some(alg), Ok(decoding)) = (
+                jwk.common.key_id.as_deref(),
+                jwk.common.key_algorithm,
+                DecodingKey::from_jwk(jwk),
+            ) && let Ok(alg) = alg.to_string().parse::<Algorithm>()
+            {
+                jwks_cache.insert((verifier, k.to_owned()), (decoding, alg));
+            }
+        }
+    }
+    let (key, alg) = jwks_cache.get(&(verifier, kid.clone())).ok_or_else(|| {
+        format!("replica {verifier}'s JWKS lacks {kid} (signed by replica {issuer})")
+    })?;
+    if header.alg != *alg {
+        return Err(format!(
+            "{kid}: header alg {:?}, JWK alg {alg:?}",
+            header.alg
+        ));
+    }
+    let mut validation = Validation::new(*alg);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&["https://api.example.com"]);
+    jsonwebtoken::decode::<Value>(&token, key, &validation)
+        .map_err(|e| format!("replica {verifier} JWKS: {kid}: {e}"))?;
+    if !active(env, &bases[introspector], client_id, client_secret, &token).await {
+        return Err(format!(
+            "replica {introspector} introspection of {kid}: inactive"
+        ));
+    }
+    Ok((kid, *alg))
+}
+
+/// SigningKey.spec.algorithm changes twice under load (RS256 → ES256 → EdDSA): each
+/// change applies to the next key, the old key's tokens keep verifying while it is
+/// published, and not one verification fails across the switches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_between_algorithms() {
+    let env = Env::start(&[]).await;
+    let fleet = fleet_of(&env, "RS256", ("6s", "3s", "10s"), &DELAYS_MS, "1s").await;
+    let api: kube::Api<latchkey_crds::SigningKey> =
+        kube::Api::namespaced(env.client.clone(), common::NS);
+    let mut switches = vec![
+        (Duration::from_secs(12), "EdDSA"),
+        (Duration::from_secs(2), "ES256"),
+    ];
+    let (mut issued, mut failures) = (0u32, Vec::new());
+    let mut algs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut jwks_cache = JwksCache::new();
+    let started = Instant::now();
+    let mut i = 0usize;
+    while started.elapsed() < Duration::from_secs(26) {
+        if let Some((_, alg)) = switches.pop_if(|(at, _)| started.elapsed() >= *at) {
+            api.patch(
+                "latchkey",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"spec": {"algorithm": alg}})),
+            )
+            .await
+            .expect("patch spec.algorithm");
+            eprintln!("spec.algorithm = {alg} at {:?}", started.elapsed());
+        }
+        match round(&env, &fleet, i, &mut jwks_cache).await {
+            Ok((kid, alg)) => {
+                issued += 1;
+                algs.entry(format!("{alg:?}")).or_default().insert(kid);
+            }
+            Err(failure) => failures.push(failure),
+        }
+        i += 1;
+    }
+    eprintln!(
+        "{issued} tokens in {:?}; kids per algorithm: {algs:?}; failures: {}",
+        started.elapsed(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed verifications, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let seen: Vec<&str> = algs.keys().map(String::as_str).collect();
+    assert_eq!(seen, ["ES256", "EdDSA", "RS256"], "{algs:?}");
+    // The Secret holds the new algorithm's key as PKCS#8.
+    let files = secret_files(&env).await.expect("the Secret");
+    let held: BTreeSet<&str> = files
+        .iter()
+        .filter_map(|f| latchkey_store::keys::KeyPair::from_pem(&f.name, &f.contents).ok())
+        .map(|k| k.alg().as_str())
+        .collect();
+    assert!(held.contains("EdDSA"), "{held:?}");
 }
 
 async fn token(env: &Env, base: &str, id: &str, secret: &str) -> Result<String, String> {

@@ -82,6 +82,7 @@ impl App {
             db.clone(),
             config.keys_dir(),
             config.manage_keys,
+            config.signing_algorithm(),
             config.key_bits,
         )
         .await

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
+use latchkey_store::keys::Alg;
 
 /// Settings of `latchkey serve` (and, for the database, of `latchkey migrate`).
 #[derive(Args, Clone)]
@@ -68,7 +69,8 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_MANAGE_KEYS", default_value_t = true, action = clap::ArgAction::Set)]
     pub manage_keys: bool,
 
-    /// RSA modulus size of keys this service generates: 2048, 3072 or 4096.
+    /// RSA modulus size of RS256 keys this service generates: 2048, 3072 or 4096
+    /// (ES256 and EdDSA keys have fixed sizes).
     #[arg(long, env = "LATCHKEY_KEY_BITS", default_value_t = 2048)]
     pub key_bits: usize,
 
@@ -76,8 +78,9 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_KEYS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub keys_reload_interval: Duration,
 
-    /// Signing algorithm. Only RS256 is supported; the setting exists so a mistaken
-    /// value fails loudly at start instead of being ignored.
+    /// Algorithm of the signing key this service generates when it manages its keys and
+    /// the key directory is empty: RS256, ES256 (P-256) or EdDSA (Ed25519). Keys already
+    /// in the directory sign with their own algorithm, whatever this says.
     #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256")]
     pub jwt_algorithm: String,
 
@@ -493,9 +496,9 @@ impl Config {
     /// Everything wrong with this configuration, one message per bad value.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        if self.jwt_algorithm != "RS256" {
+        if Alg::parse(&self.jwt_algorithm).is_none() {
             problems.push(format!(
-                "JWT_ALGORITHM={:?} is not supported: Latchkey signs with RS256 only",
+                "JWT_ALGORITHM={:?} is not supported: use RS256, ES256 or EdDSA",
                 self.jwt_algorithm
             ));
         }
@@ -665,6 +668,12 @@ impl Config {
 
     pub fn database_url(&self) -> String {
         database_url_or_default(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// The algorithm of keys this service generates (`JWT_ALGORITHM`, checked by
+    /// [`Config::validate`]).
+    pub fn signing_algorithm(&self) -> Alg {
+        Alg::parse(&self.jwt_algorithm).unwrap_or_default()
     }
 
     pub fn keys_dir(&self) -> PathBuf {

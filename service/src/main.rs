@@ -12,7 +12,7 @@ use latchkey::config::{Config, Settings};
 use latchkey::telemetry;
 use latchkey_store::Db;
 use latchkey_store::keydir::{self, KeyFile};
-use latchkey_store::keys::KeyPair;
+use latchkey_store::keys::{Alg, KeyPair};
 
 /// Latchkey: an OAuth2 / JWT authentication service.
 ///
@@ -67,15 +67,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Generate an RS256 key into a directory laid out like a mounted Kubernetes Secret.
+    /// Generate a signing key into a directory laid out like a mounted Kubernetes Secret.
     /// Existing keys stay unless --replace is given. Prints the new key's kid.
     Generate {
         /// The key directory.
         #[arg(long, env = "LATCHKEY_KEYS_DIR")]
         dir: PathBuf,
-        /// RSA modulus size: 2048, 3072 or 4096.
+        /// RSA modulus size of an RS256 key: 2048, 3072 or 4096.
         #[arg(long, default_value_t = 2048)]
         bits: usize,
+        /// The key's algorithm: RS256, ES256 (P-256) or EdDSA (Ed25519).
+        #[arg(long, default_value = "RS256", value_parser = parse_alg)]
+        algorithm: Alg,
         /// Remove the keys already in the directory.
         #[arg(long)]
         replace: bool,
@@ -194,8 +197,14 @@ fn main() -> ExitCode {
         Some(Command::Migrate { config }) => run_async(migrate(*config)),
         Some(Command::Client { db, command }) => run_async(client_command(db, command)),
         Some(Command::Keys {
-            command: KeysCommand::Generate { dir, bits, replace },
-        }) => generate_key(&dir, bits, replace),
+            command:
+                KeysCommand::Generate {
+                    dir,
+                    bits,
+                    algorithm,
+                    replace,
+                },
+        }) => generate_key(&dir, algorithm, bits, replace),
         Some(Command::Audit(args)) => return latchkey::audit::run(*args),
         Some(Command::Version) => {
             println!("latchkey {}", env!("CARGO_PKG_VERSION"));
@@ -386,8 +395,18 @@ async fn client_command(args: DbArgs, command: ClientCommand) -> anyhow::Result<
     Ok(())
 }
 
-fn generate_key(dir: &std::path::Path, bits: usize, replace: bool) -> anyhow::Result<()> {
-    let key = KeyPair::generate(bits).context("LATCHKEY: --bits must be 2048, 3072 or 4096")?;
+fn parse_alg(value: &str) -> Result<Alg, String> {
+    Alg::parse(value).ok_or_else(|| format!("{value:?} is not RS256, ES256 or EdDSA"))
+}
+
+fn generate_key(
+    dir: &std::path::Path,
+    algorithm: Alg,
+    bits: usize,
+    replace: bool,
+) -> anyhow::Result<()> {
+    let key = KeyPair::generate_for(algorithm, bits)
+        .context("LATCHKEY: --bits must be 2048, 3072 or 4096")?;
     let mut files = if replace || !dir.exists() {
         Vec::new()
     } else {

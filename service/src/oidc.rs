@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use latchkey_domain::{Error, scopes};
 use latchkey_store::jwks;
+use latchkey_store::keys::Alg;
 use latchkey_store::protocol::{AuthMethod, GrantType};
 
 use crate::error::Result;
@@ -20,8 +21,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The authorization-server metadata (RFC 8414), which is also the OpenID Provider
-/// metadata (OpenID Connect Discovery 1.0 §3).
-pub fn metadata(issuer: &str) -> Value {
+/// metadata (OpenID Connect Discovery 1.0 §3). `signing` are the algorithms of the
+/// published keys; RS256 is always listed (Discovery §3: it MUST be).
+pub fn metadata(issuer: &str, signing: &[Alg]) -> Value {
+    let mut id_token_algs = vec![Alg::Rs256.as_str()];
+    id_token_algs.extend(
+        signing
+            .iter()
+            .filter(|a| **a != Alg::Rs256)
+            .map(|a| a.as_str()),
+    );
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/oauth/authorize"),
@@ -43,7 +52,7 @@ pub fn metadata(issuer: &str) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": jwks::ASSERTION_ALGORITHMS,
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": id_token_algs,
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid",
                              "name", "preferred_username", "email", "email_verified"],
         "authorization_response_iss_parameter_supported": true,

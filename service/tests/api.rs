@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Backend, ISSUER, TestServer};
 use latchkey_store::keydir::{self, KeyFile};
-use latchkey_store::keys::KeyPair;
+use latchkey_store::keys::{Alg, KeyPair};
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -24,6 +24,7 @@ both_backends!(
     users_me_rejects_every_bad_token,
     jwks_publishes_the_signing_key_and_verifies_tokens,
     keys_reload_when_the_directory_changes,
+    es256_and_eddsa_keys_sign_verify_and_take_over,
     metadata_health_ready_metrics_and_headers,
 );
 
@@ -59,7 +60,7 @@ fn b64(value: &Value) -> String {
 /// Signs `header.claims` with `key`, as an attacker holding (or not) a key would.
 fn forge(key: &KeyPair, header: &Value, claims: &Value) -> String {
     let message = format!("{}.{}", b64(header), b64(claims));
-    let signature = key.sign_rs256(message.as_bytes()).expect("sign");
+    let signature = key.sign(message.as_bytes()).expect("sign");
     format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
@@ -462,7 +463,10 @@ async fn users_me_rejects_every_bad_token(backend: Backend) {
         // Algorithm confusion: HMAC keyed with the public modulus.
         let h = json!({"alg": "HS256", "typ": "at+jwt", "kid": key.kid()});
         let message = format!("{}.{}", b64(&h), b64(&claims));
-        let hkey = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.jwk().n.as_bytes());
+        let hkey = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            key.jwk().n.as_deref().expect("an RSA key").as_bytes(),
+        );
         let tag = aws_lc_rs::hmac::sign(&hkey, message.as_bytes());
         format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     };
@@ -646,6 +650,176 @@ async fn keys_reload_when_the_directory_changes(backend: Backend) {
             .await
             .status(),
         200
+    );
+}
+
+/// The published keys, by kid.
+async fn jwks_by_kid(server: &TestServer) -> std::collections::BTreeMap<String, Value> {
+    let jwks: Value = server
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| (k["kid"].as_str().expect("kid").to_owned(), k.clone()))
+        .collect()
+}
+
+/// Verifies `token` as a third-party resource server would: the JWK of its kid from
+/// JWKS, with the algorithm that JWK names.
+fn verify_with_jwk(jwk: &Value, token: &str) -> Result<Value, String> {
+    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).expect("jwk");
+    let decoding = jsonwebtoken::DecodingKey::from_jwk(&parsed).map_err(|e| e.to_string())?;
+    let alg: jsonwebtoken::Algorithm = jwk["alg"].as_str().expect("alg").parse().expect("alg");
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[ISSUER]);
+    jsonwebtoken::decode::<Value>(token, &decoding, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| e.to_string())
+}
+
+/// JWT_ALGORITHM=ES256: the embedded default generates a P-256 key, signs with it,
+/// publishes it as an EC JWK and discovery names it. Each key verifies its own algorithm
+/// only. An Ed25519 key added to the directory then takes over: both keys' tokens verify.
+async fn es256_and_eddsa_keys_sign_verify_and_take_over(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &["--jwt-algorithm", "ES256", "--keys-reload-interval", "1s"],
+    )
+    .await;
+    let es = server_key(&server);
+    assert_eq!(es.alg(), Alg::Es256);
+    let jwks = jwks_by_kid(&server).await;
+    let jwk = &jwks[es.kid()];
+    assert_eq!(
+        (&jwk["kty"], &jwk["crv"], &jwk["alg"], &jwk["use"]),
+        (
+            &json!("EC"),
+            &json!("P-256"),
+            &json!("ES256"),
+            &json!("sig")
+        )
+    );
+    assert!(jwk.get("d").is_none() && jwk.get("n").is_none(), "{jwk}");
+    let metadata: Value = server
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        metadata["id_token_signing_alg_values_supported"],
+        json!(["RS256", "ES256"])
+    );
+
+    let session = server.register_and_login("peggy").await;
+    let es_token = session["access_token"].as_str().expect("access").to_owned();
+    let header = decode_part(&es_token, 0);
+    assert_eq!(
+        (&header["alg"], &header["kid"]),
+        (&json!("ES256"), &json!(es.kid()))
+    );
+    let signature = URL_SAFE_NO_PAD
+        .decode(es_token.rsplit('.').next().expect("signature"))
+        .expect("base64url");
+    assert_eq!(signature.len(), 64, "an ES256 signature is r || s");
+    let claims = verify_with_jwk(jwk, &es_token).expect("verifies against JWKS");
+    assert_eq!(claims["client_id"], "latchkey");
+    assert_eq!(
+        server.get_with_token("/users/me", &es_token).await.status(),
+        200
+    );
+
+    // The algorithm is the key's: the same kid under another alg is refused, whoever
+    // signed it (a valid ES256 signature relabelled, an RSA or Ed25519 signature).
+    let claims = decode_part(&es_token, 1);
+    let relabelled = |alg: &str| {
+        let mut parts: Vec<String> = es_token.split('.').map(str::to_owned).collect();
+        parts[0] = b64(&json!({"alg": alg, "typ": "at+jwt", "kid": es.kid()}));
+        parts.join(".")
+    };
+    let rsa = KeyPair::generate(2048).expect("key");
+    let ed = KeyPair::generate_for(Alg::EdDsa, 0).expect("key");
+    for forged in [
+        relabelled("EdDSA"),
+        relabelled("RS256"),
+        relabelled("HS256"),
+        relabelled("none"),
+        forge(
+            &rsa,
+            &json!({"alg": "RS256", "typ": "at+jwt", "kid": es.kid()}),
+            &claims,
+        ),
+        forge(
+            &ed,
+            &json!({"alg": "EdDSA", "typ": "at+jwt", "kid": es.kid()}),
+            &claims,
+        ),
+    ] {
+        let response = server.get_with_token("/users/me", &forged).await;
+        assert_eq!(response.status(), 401, "{}", decode_part(&forged, 0));
+    }
+
+    // An Ed25519 key lands beside the P-256 one and signs from the next reload.
+    let eddsa = KeyPair::generate_for(Alg::EdDsa, 0).expect("key");
+    let files: Vec<KeyFile> = [&es, &eddsa]
+        .iter()
+        .map(|key| KeyFile {
+            name: format!("{}.pem", key.kid()),
+            contents: key.to_pem().expect("pem").into_bytes(),
+        })
+        .collect();
+    keydir::write_atomic(&server.keys_dir, &files, &keydir::new_stamp()).expect("swap");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let ed_token = loop {
+        let login: Value = server
+            .post_json(
+                "/auth/login",
+                &json!({"username": "peggy", "password": server_password("peggy")}),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        let token = login["access_token"].as_str().expect("access").to_owned();
+        if decode_part(&token, 0)["kid"] == eddsa.kid() {
+            break token;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Ed25519 key never signed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(decode_part(&ed_token, 0)["alg"], "EdDSA");
+    let jwks = jwks_by_kid(&server).await;
+    let jwk = &jwks[eddsa.kid()];
+    assert_eq!(
+        (&jwk["kty"], &jwk["crv"], &jwk["alg"]),
+        (&json!("OKP"), &json!("Ed25519"), &json!("EdDSA"))
+    );
+    verify_with_jwk(jwk, &ed_token).expect("the EdDSA token verifies against JWKS");
+    verify_with_jwk(&jwks[es.kid()], &es_token).expect("the ES256 token still verifies");
+    for token in [&es_token, &ed_token] {
+        assert_eq!(
+            server.get_with_token("/users/me", token).await.status(),
+            200
+        );
+    }
+    let metadata: Value = server
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        metadata["id_token_signing_alg_values_supported"],
+        json!(["RS256", "ES256", "EdDSA"])
     );
 }
 

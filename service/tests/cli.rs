@@ -228,6 +228,37 @@ fn keys_generate_writes_a_secret_layout_directory() {
             .status
             .success()
     );
+    // One key of each other algorithm, parsed back as that algorithm; a bad name fails.
+    for (name, alg) in [
+        ("ES256", latchkey_store::keys::Alg::Es256),
+        ("EdDSA", latchkey_store::keys::Alg::EdDsa),
+    ] {
+        let out = latchkey(&[
+            "keys",
+            "generate",
+            "--dir",
+            &keys_arg,
+            "--algorithm",
+            name,
+            "--replace",
+        ]);
+        assert!(out.status.success(), "{name}");
+        let files = latchkey_store::keydir::read_pem_files(&keys).expect("read");
+        let key = latchkey_store::keys::KeyPair::from_pem(&files[0].name, &files[0].contents)
+            .expect("a key");
+        assert_eq!(key.alg(), alg);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), key.kid());
+    }
+    let bad = latchkey(&[
+        "keys",
+        "generate",
+        "--dir",
+        &keys_arg,
+        "--algorithm",
+        "HS256",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RS256, ES256 or EdDSA"));
 }
 
 #[test]

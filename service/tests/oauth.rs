@@ -1408,8 +1408,15 @@ async fn independent_oauth2_client_library(backend: Backend) {
 
 /// The `openidconnect` crate discovers the provider, runs the authorization-code flow
 /// with PKCE and nonce, and validates the ID token (signature from JWKS, iss, aud, nonce,
-/// at_hash) and userinfo, with no Latchkey-specific configuration.
+/// at_hash) and userinfo, with no Latchkey-specific configuration; with a key of each
+/// algorithm (its at_hash is SHA-512 based for EdDSA).
 async fn independent_openid_connect_library(backend: Backend) {
+    for algorithm in ["RS256", "ES256", "EdDSA"] {
+        openid_connect_library_with(backend, algorithm).await;
+    }
+}
+
+async fn openid_connect_library_with(backend: Backend, algorithm: &str) {
     use openidconnect::core::{
         CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
     };
@@ -1419,7 +1426,7 @@ async fn independent_openid_connect_library(backend: Backend) {
     };
 
     // The issuer must be where the server really is, so discovery URLs resolve.
-    let server = TestServer::start_with_issuer(backend).await;
+    let server = TestServer::start_with_issuer_and(backend, &["--jwt-algorithm", algorithm]).await;
     let password = server.register("grace").await;
     let (_, secret) = server
         .client(ClientInput {
@@ -1479,7 +1486,9 @@ async fn independent_openid_connect_library(backend: Backend) {
         .await
         .expect("code exchange");
     let id_token = tokens.id_token().expect("id_token");
-    let verifier = client.id_token_verifier();
+    let verifier = client.id_token_verifier().set_allowed_algs(vec![
+        serde_json::from_value(serde_json::json!(algorithm)).expect("a JWS algorithm"),
+    ]);
     let id_claims = id_token
         .claims(&verifier, &nonce)
         .expect("ID token validates");
@@ -1489,7 +1498,17 @@ async fn independent_openid_connect_library(backend: Backend) {
         id_token.signing_key(&verifier).expect("key"),
     )
     .expect("hash");
-    assert_eq!(id_claims.access_token_hash(), Some(&expected_hash));
+    assert_eq!(
+        id_claims.access_token_hash(),
+        Some(&expected_hash),
+        "{algorithm}"
+    );
+    assert_eq!(
+        id_token
+            .signing_alg()
+            .map(|alg| serde_json::to_value(alg).expect("alg")),
+        Ok(serde_json::json!(algorithm))
+    );
     assert_eq!(
         id_claims.preferred_username().map(|u| u.as_str()),
         Some("grace")

@@ -120,8 +120,8 @@ async fn apply(obj: &SigningKey, ctx: &Context) -> Result<Action> {
     let mut private = stored.private.clone();
     let mut created = None;
     if let Some(state) = plan.create {
-        let bits = params.key_size;
-        let pair = tokio::task::spawn_blocking(move || KeyPair::generate(bits))
+        let (alg, bits) = (params.algorithm, params.key_size);
+        let pair = tokio::task::spawn_blocking(move || KeyPair::generate_for(alg, bits))
             .await
             .map_err(|_| latchkey_store::Error::KeyGeneration)??;
         private.insert(

@@ -27,8 +27,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use latchkey_crds::{KeyPhase, KeyStatus, SigningKeySpec, duration};
-use latchkey_store::keys::{ALLOWED_BITS, PublicJwk};
+use latchkey_crds::{Algorithm, KeyPhase, KeyStatus, SigningKeySpec, duration};
+use latchkey_store::keys::{ALLOWED_BITS, Alg, PublicJwk};
 use latchkey_store::signing_keys::{KeyState, SigningKeyRow};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,7 @@ pub struct Params {
     pub rotation_interval: i64,
     pub pre_publish: i64,
     pub retain_after_retire: i64,
+    pub algorithm: Alg,
     pub key_size: usize,
 }
 
@@ -77,11 +78,17 @@ pub fn validate(spec: &SigningKeySpec) -> Result<Params, Vec<String>> {
             spec.key_size
         ));
     }
+    let algorithm = match spec.algorithm {
+        Algorithm::RS256 => Alg::Rs256,
+        Algorithm::ES256 => Alg::Es256,
+        Algorithm::EdDSA => Alg::EdDsa,
+    };
     if problems.is_empty() {
         Ok(Params {
             rotation_interval,
             pre_publish,
             retain_after_retire,
+            algorithm,
             key_size,
         })
     } else {
@@ -429,6 +436,7 @@ mod tests {
             rotation_interval: 100 * S,
             pre_publish: 10 * S,
             retain_after_retire: 30 * S,
+            algorithm: Alg::Rs256,
             key_size: 2048,
         }
     }
@@ -629,7 +637,7 @@ mod tests {
     #[test]
     fn validate_checks_sizes_and_order() {
         let spec = SigningKeySpec {
-            algorithm: latchkey_crds::Algorithm::RS256,
+            algorithm: Algorithm::RS256,
             key_size: 1024,
             rotation_interval: "1h".to_owned(),
             pre_publish: "2h".to_owned(),
@@ -648,9 +656,15 @@ mod tests {
                 rotation_interval: 3_600_000,
                 pre_publish: 600_000,
                 retain_after_retire: 86_400_000,
+                algorithm: Alg::Rs256,
                 key_size: 3072
             })
         );
+        let ed = SigningKeySpec {
+            algorithm: Algorithm::EdDSA,
+            ..ok
+        };
+        assert_eq!(validate(&ed).map(|p| p.algorithm), Ok(Alg::EdDsa));
     }
 
     #[test]

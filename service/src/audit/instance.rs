@@ -340,14 +340,25 @@ fn jwk_findings(key: &Value) -> Vec<Finding> {
     let kid = key.get("kid").and_then(Value::as_str).unwrap_or("(no kid)");
     let kty = key.get("kty").and_then(Value::as_str).unwrap_or("");
     let mut out = Vec::new();
-    if kty != "RSA" {
-        out.push(finding(
-            Severity::Low,
-            "live-key-type",
-            format!("key {kid} has kty {kty:?}; Latchkey signs with RSA (RS256) only"),
-            "remove the key from the signing_keys table",
-        ));
-        return out;
+    let alg = key.get("alg").and_then(Value::as_str);
+    let crv = key.get("crv").and_then(Value::as_str);
+    match (kty, alg, crv) {
+        ("RSA", ..) => {}
+        // Fixed sizes: nothing more to judge.
+        ("EC", Some("ES256"), Some("P-256")) | ("OKP", Some("EdDSA"), Some("Ed25519")) => {
+            return out;
+        }
+        _ => {
+            out.push(finding(
+                Severity::Low,
+                "live-key-type",
+                format!(
+                    "key {kid} has kty {kty:?}, alg {alg:?}, crv {crv:?}; Latchkey signs with RS256 (RSA), ES256 (EC P-256) or EdDSA (OKP Ed25519)"
+                ),
+                "remove the key from the signing_keys table",
+            ));
+            return out;
+        }
     }
     if let Some(alg) = key.get("alg").and_then(Value::as_str)
         && alg != "RS256"
@@ -356,7 +367,7 @@ fn jwk_findings(key: &Value) -> Vec<Finding> {
             Severity::Low,
             "live-key-alg",
             format!("key {kid} advertises alg {alg}"),
-            "publish RS256 keys only",
+            "publish RSA keys as RS256 only",
         ));
     }
     match key.get("n").and_then(Value::as_str).and_then(modulus_bits) {

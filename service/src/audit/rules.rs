@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use latchkey_store::keys::Alg;
 use reqwest::Url;
 
 use super::Severity;
@@ -21,8 +22,9 @@ pub struct Environment {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyFileInfo {
     pub name: String,
-    /// The RSA modulus size, or why the service cannot use the file.
-    pub bits: Result<usize, String>,
+    /// The key's algorithm and size in bits (the RSA modulus; 256 for P-256 and
+    /// Ed25519), or why the service cannot use the file.
+    pub key: Result<(Alg, usize), String>,
     /// Unix permission bits of the file (after following symlinks).
     pub mode: Option<u32>,
 }
@@ -39,8 +41,8 @@ impl Environment {
             .iter()
             .map(|file| KeyFileInfo {
                 name: file.name.clone(),
-                bits: latchkey_store::keys::KeyPair::from_pem(&file.name, &file.contents)
-                    .map(|key| key.bits())
+                key: latchkey_store::keys::KeyPair::from_pem(&file.name, &file.contents)
+                    .map(|key| (key.alg(), key.bits()))
                     .map_err(|e| e.to_string()),
                 mode: file_mode(&dir.join(&file.name)),
             })
@@ -403,7 +405,7 @@ fn passwords(config: &Config, out: &mut Vec<Finding>) {
 
 /// The size of locally generated keys.
 fn generated_keys(config: &Config, out: &mut Vec<Finding>) {
-    if config.manage_keys && config.key_bits == 2048 {
+    if config.manage_keys && config.signing_algorithm() == Alg::Rs256 && config.key_bits == 2048 {
         out.push(finding(
             Severity::Info,
             "key-bits-2048",
@@ -417,14 +419,14 @@ fn generated_keys(config: &Config, out: &mut Vec<Finding>) {
 /// read it.
 fn key_files(env: &Environment, out: &mut Vec<Finding>) {
     for key in env.keys.iter().flatten() {
-        match &key.bits {
-            Ok(bits) if *bits < 2048 => out.push(finding(
+        match &key.key {
+            Ok((Alg::Rs256, bits)) if *bits < 2048 => out.push(finding(
                 Severity::High,
                 "key-size",
                 format!("{}: RSA {bits} bits", key.name),
                 "replace the key with `latchkey keys generate --bits 3072` in LATCHKEY_KEYS_DIR",
             )),
-            Ok(2048) => out.push(finding(
+            Ok((Alg::Rs256, 2048)) => out.push(finding(
                 Severity::Info,
                 "key-size-2048",
                 format!("{}: RSA 2048 bits", key.name),
@@ -435,7 +437,7 @@ fn key_files(env: &Environment, out: &mut Vec<Finding>) {
                 Severity::Medium,
                 "key-unusable",
                 format!("the service cannot use a file of LATCHKEY_KEYS_DIR: {reason}"),
-                "remove or replace the file (RSA >= 2048 bits, PKCS#8 or PKCS#1 PEM)",
+                "remove or replace the file (RSA >= 2048 bits, P-256 or Ed25519; PKCS#8, PKCS#1 or SEC 1 PEM)",
             )),
         }
         if let Some(mode) = key.mode
@@ -805,7 +807,7 @@ mod tests {
         );
         let key = |name: &str, bits: Result<usize, String>, mode| KeyFileInfo {
             name: name.to_owned(),
-            bits,
+            key: bits.map(|bits| (Alg::Rs256, bits)),
             mode: Some(mode),
         };
         let env = Environment {
@@ -818,10 +820,19 @@ mod tests {
                     0o600,
                 ),
                 key("d.pem", Ok(1024), 0o600),
+                KeyFileInfo {
+                    name: "e.pem".into(),
+                    key: Ok((Alg::Es256, 256)),
+                    mode: Some(0o600),
+                },
             ]),
         };
         let findings = audit(&production(&[]), &env);
         assert_eq!(severity_of(&findings, "key-size"), Some(Severity::High));
+        assert!(
+            !findings.iter().any(|f| f.message.contains("e.pem")),
+            "a P-256 key is not too short: {findings:#?}"
+        );
         assert_eq!(
             severity_of(&findings, "key-size-2048"),
             Some(Severity::Info)
@@ -852,7 +863,7 @@ mod tests {
         let env = Environment::read(&config(&["--keys-dir", &keys_arg])).expect("read");
         let found = env.keys.expect("directory exists");
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].bits, Ok(2048));
+        assert_eq!(found[0].key, Ok((Alg::Rs256, 2048)));
         assert_eq!(found[0].mode, Some(0o600));
         let missing = dir.path().join("none").display().to_string();
         let env = Environment::read(&config(&["--keys-dir", &missing])).expect("read");

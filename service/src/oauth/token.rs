@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_domain::sessions::{self, NewSession};
-use latchkey_domain::tokens::{Grant, Issued, digest};
+use latchkey_domain::tokens::{self, Grant, Issued, digest};
 use latchkey_domain::{limits, login, scopes};
 use latchkey_store::clients::ClientRecord;
 use latchkey_store::codes::{self, Redemption};
@@ -237,8 +237,6 @@ async fn id_token(
     family_id: &str,
     context: IdTokenContext,
 ) -> Result<String, OAuthError> {
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.token.as_bytes());
-    let at_hash = URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16]);
     let mut claims = serde_json::json!({
         "iss": state.tokens.issuer(),
         "sub": user.id,
@@ -247,14 +245,20 @@ async fn id_token(
         "iat": now_ms() / 1000,
         "exp": access.claims.exp,
         "auth_time": context.auth_time / 1000,
-        "at_hash": at_hash,
         "sid": family_id,
     });
     if let Some(nonce) = context.nonce {
         claims["nonce"] = nonce.into();
     }
     scopes::add_user_claims(&mut claims, user, scope);
-    Ok(state.tokens.sign("JWT", &claims).await?)
+    let signed = state
+        .tokens
+        .sign_for("JWT", |alg| {
+            claims["at_hash"] = tokens::left_half_hash(alg, &access.token).into();
+            claims
+        })
+        .await?;
+    Ok(signed)
 }
 
 /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6). The code is consumed before anything else

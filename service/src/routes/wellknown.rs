@@ -45,7 +45,9 @@ async fn jwks(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The metadata.", body = crate::schemas::ServerMetadata,
         headers(("cache-control" = String)))))]
 async fn metadata(State(state): State<AppState>) -> Response {
-    let mut response = Json(crate::oidc::metadata(&state.settings.issuer)).into_response();
+    let keys = state.keys.current();
+    let document = crate::oidc::metadata(&state.settings.issuer, keys.algorithms());
+    let mut response = Json(document).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, public_cache(&state));

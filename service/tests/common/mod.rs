@@ -118,8 +118,13 @@ impl TestServer {
 
     /// Starts a server whose issuer is its own address, for clients that discover it.
     pub async fn start_with_issuer(backend: Backend) -> Self {
+        Self::start_with_issuer_and(backend, &[]).await
+    }
+
+    /// [`TestServer::start_with_issuer`] with further command-line flags.
+    pub async fn start_with_issuer_and(backend: Backend, extra: &[&str]) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        Self::start_on(backend, &[], Some(listener), Shared::default()).await
+        Self::start_on(backend, extra, Some(listener), Shared::default()).await
     }
 
     /// Starts a server; `extra` are further command-line flags (`--flag`, `value`).
