@@ -2,7 +2,7 @@
 # The side-by-side benchmark of issue 16: Latchkey, Keycloak and Ory Hydra on one
 # machine, each server pinned to one core and wrk to another, on the same workloads.
 #
-#   bench/peers.sh            # all systems; about 16 minutes on 2 cores once built
+#   bench/peers.sh            # all systems; about 23 minutes on 2 cores once built
 #                             # (the first run also builds Hydra, fetches Keycloak and
 #                             # builds Latchkey in release: add 10 to 20)
 #   bench/peers.sh --quick    # a smoke run: Latchkey alone, 1 round of 3 s (about 1 minute
@@ -75,7 +75,7 @@
 # build, a test suite) shares the cores; the load average before and after is printed.
 #
 # Knobs (environment): BENCH_SYSTEMS ("latchkey latchkey-pg keycloak hydra hydra-jwt"),
-# BENCH_DURATION (15), BENCH_ROUNDS (3), BENCH_WARMUP (5), BENCH_CONNECTIONS (32),
+# BENCH_DURATION (15), BENCH_ROUNDS (3), BENCH_WARMUP (15), BENCH_CONNECTIONS (32),
 # BENCH_SIGN_SECONDS (5), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1), BENCH_START_TIMEOUT
 # (600 s for each system to be ready), BENCH_BIN, BENCH_JAVA_HOME, BENCH_HYDRA_VERSION
 # (v2.3.0), BENCH_KEYCLOAK_VERSION (26.7.3), BENCH_KEEP (1: leave the run directory with
@@ -105,7 +105,7 @@ done
 read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-latchkey latchkey-pg keycloak hydra hydra-jwt}"
 DURATION=${BENCH_DURATION:-15}
 ROUNDS=${BENCH_ROUNDS:-3}
-WARMUP=${BENCH_WARMUP:-5}
+WARMUP=${BENCH_WARMUP:-15}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 SIGN_SECONDS=${BENCH_SIGN_SECONDS:-5}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -344,8 +344,11 @@ start_latchkey() {
 
 start_hydra() {
     local sys=$1 dir=$RUN/$1 public admin strategy=opaque dsn client
-    [ "$sys" = hydra-jwt ] && strategy=jwt
-    LABEL[$sys]="Hydra $HYDRA_VERSION ($strategy)"
+    LABEL[$sys]="Hydra $HYDRA_VERSION (opaque)"
+    if [ "$sys" = hydra-jwt ]; then
+        strategy=jwt
+        LABEL[$sys]="Hydra $HYDRA_VERSION (JWT)"
+    fi
     mkdir -p "$dir"
     public=$(_lk_free_port)
     admin=$(_lk_free_port)
