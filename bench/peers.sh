@@ -50,6 +50,11 @@
 #                     client from `hydra create oauth2-client --grant-type
 #                     client_credentials`. Usage statistics off (--sqa-opt-out).
 #        hydra-jwt    the same with strategies.access_token=jwt.
+#        latchkey-es256, latchkey-eddsa
+#                     the embedded default with JWT_ALGORITHM=ES256 or EdDSA (its
+#                     generated key is P-256 or Ed25519); not in the default set:
+#                     BENCH_SYSTEMS="latchkey latchkey-es256 latchkey-eddsa" gives the
+#                     issuance rate per algorithm.
 #      Each gets one token request and one JWKS request, one at a time (Hydra makes its
 #      keys on the first request that needs them). All keep running side by side (idle
 #      ones cost nearly nothing) so that runs can alternate; RSS (VmRSS of the server
@@ -129,8 +134,8 @@ has() {
 }
 
 for s in "${SYSTEMS[@]}"; do
-    case "$s" in latchkey | latchkey-pg | keycloak | hydra | hydra-jwt) ;;
-        *) die "unknown system '$s' in BENCH_SYSTEMS (latchkey latchkey-pg keycloak hydra hydra-jwt)" ;;
+    case "$s" in latchkey | latchkey-pg | latchkey-es256 | latchkey-eddsa | keycloak | hydra | hydra-jwt) ;;
+        *) die "unknown system '$s' in BENCH_SYSTEMS (latchkey latchkey-pg latchkey-es256 latchkey-eddsa keycloak hydra hydra-jwt)" ;;
     esac
 done
 [ "${#SYSTEMS[@]}" -gt 0 ] || die "BENCH_SYSTEMS is empty"
@@ -275,7 +280,7 @@ get_keycloak() {
     KEYCLOAK_JAVA_VERSION=$("$KEYCLOAK_JAVA" -version 2>&1 | head -n 1)
 }
 
-if has latchkey || has latchkey-pg; then get_latchkey; fi
+if has latchkey || has latchkey-pg || has latchkey-es256 || has latchkey-eddsa; then get_latchkey; fi
 if has hydra || has hydra-jwt; then get_hydra; fi
 has keycloak && get_keycloak
 
@@ -313,14 +318,20 @@ secret() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
 declare -A LABEL=() AUTH=() URL=() PATH_OF=()
 
 start_latchkey() {
-    local sys=$1 dir=$RUN/$1 port client env_db=()
+    local sys=$1 dir=$RUN/$1 port client env_db=() alg=RS256
     mkdir -p "$dir"
     port=$(_lk_free_port)
+    case "$sys" in
+        latchkey-es256) alg=ES256 ;;
+        latchkey-eddsa) alg=EdDSA ;;
+    esac
     if [ "$sys" = latchkey-pg ]; then
         LABEL[$sys]="Latchkey (PostgreSQL + Redis)"
         psql "$LATCHKEY_TEST_DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c 'CREATE DATABASE bench' >/dev/null
         env_db=(DATABASE_URL="${LATCHKEY_TEST_DATABASE_URL%/postgres}/bench" REDIS_URL="$LATCHKEY_TEST_REDIS_URL")
         env -u DATABASE_URL -u REDIS_URL LATCHKEY_DATA_DIR="$dir/data" "${env_db[@]}" "$LATCHKEY_BIN" migrate >/dev/null
+    elif [ "$alg" != RS256 ]; then
+        LABEL[$sys]="Latchkey (SQLite, $alg)"
     else
         LABEL[$sys]="Latchkey (SQLite)"
     fi
@@ -330,7 +341,7 @@ start_latchkey() {
     AUTH[$sys]=$(basic bench "$(jq -er .client_secret <<<"$client")")
     pinned "$sys" env -u DATABASE_URL -u REDIS_URL "${env_db[@]}" \
         LATCHKEY_DATA_DIR="$dir/data" LATCHKEY_LISTEN="127.0.0.1:$port" LATCHKEY_METRICS_LISTEN=off \
-        LATCHKEY_ISSUER="http://127.0.0.1:$port" \
+        LATCHKEY_ISSUER="http://127.0.0.1:$port" JWT_ALGORITHM=$alg \
         RATE_LIMITING_DEFAULT=off RATE_LIMITING_CLIENT=off RATE_LIMITING_ROUTES= \
         "$LATCHKEY_BIN" serve
     PID[$sys]=$LAST_PID
@@ -444,7 +455,7 @@ if has latchkey-pg; then
 fi
 for sys in "${SYSTEMS[@]}"; do
     case "$sys" in
-        latchkey | latchkey-pg) start_latchkey "$sys" ;;
+        latchkey | latchkey-pg | latchkey-es256 | latchkey-eddsa) start_latchkey "$sys" ;;
         hydra | hydra-jwt) start_hydra "$sys" ;;
     esac
 done

@@ -182,7 +182,7 @@ impl App {
     /// finishes the requests in flight. The metrics listener stays up until then, so the
     /// drain can be watched.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -217,6 +217,14 @@ impl App {
             .await
             .context("serving HTTP")?;
         drop(metrics);
+        // The key reloader and the pruner end before the pool closes, so neither meets a
+        // closed pool (logged as a failed reload at every shutdown otherwise).
+        self.reloader.abort();
+        let _ = (&mut self.reloader).await;
+        if let Some(pruner) = self.pruner.as_mut() {
+            pruner.abort();
+            let _ = pruner.await;
+        }
         self.state.db.close().await;
         Ok(())
     }
