@@ -578,6 +578,46 @@ async fn jwks_publishes_the_signing_key_and_verifies_tokens(backend: Backend) {
     assert_eq!(row.get::<String, _>("state"), "active");
 }
 
+/// Replaces the server's key directory with `keys`, the way the kubelet updates a
+/// mounted Secret.
+fn swap_keys(server: &TestServer, keys: &[&KeyPair]) {
+    let files: Vec<KeyFile> = keys
+        .iter()
+        .map(|key| KeyFile {
+            name: format!("{}.pem", key.kid()),
+            contents: key.to_pem().expect("pem").into_bytes(),
+        })
+        .collect();
+    keydir::write_atomic(&server.keys_dir, &files, &keydir::new_stamp()).expect("swap");
+}
+
+/// Logs `username` in until its access token is signed by `key` (at most 15 s).
+async fn login_until_signed_by(server: &TestServer, username: &str, key: &KeyPair) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let login: Value = server
+            .post_json(
+                "/auth/login",
+                &json!({"username": username, "password": server_password(username)}),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        let token = login["access_token"].as_str().expect("access").to_owned();
+        if decode_part(&token, 0)["kid"] == key.kid() {
+            return token;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "key {} ({}) never signed",
+            key.kid(),
+            key.alg()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn keys_reload_when_the_directory_changes(backend: Backend) {
     let server = TestServer::start_with(backend, &["--keys-reload-interval", "1s"]).await;
     let old = server_key(&server);
@@ -587,39 +627,8 @@ async fn keys_reload_when_the_directory_changes(backend: Backend) {
 
     // Swap in old + new key the way the kubelet updates a mounted Secret.
     let new = KeyPair::generate(2048).expect("key");
-    let files = vec![
-        KeyFile {
-            name: format!("{}.pem", old.kid()),
-            contents: old.to_pem().expect("pem").into_bytes(),
-        },
-        KeyFile {
-            name: format!("{}.pem", new.kid()),
-            contents: new.to_pem().expect("pem").into_bytes(),
-        },
-    ];
-    keydir::write_atomic(&server.keys_dir, &files, &keydir::new_stamp()).expect("swap");
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let new_token = loop {
-        let login: Value = server
-            .post_json(
-                "/auth/login",
-                &json!({"username": "judy", "password": server_password("judy")}),
-            )
-            .await
-            .json()
-            .await
-            .expect("json");
-        let token = login["access_token"].as_str().expect("access").to_owned();
-        if decode_part(&token, 0)["kid"] == new.kid() {
-            break token;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new key was never used for signing"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    swap_keys(&server, &[&old, &new]);
+    let new_token = login_until_signed_by(&server, "judy", &new).await;
     let jwks: Value = server
         .get("/.well-known/jwks.json")
         .await
@@ -767,35 +776,8 @@ async fn es256_and_eddsa_keys_sign_verify_and_take_over(backend: Backend) {
 
     // An Ed25519 key lands beside the P-256 one and signs from the next reload.
     let eddsa = KeyPair::generate_for(Alg::EdDsa, 0).expect("key");
-    let files: Vec<KeyFile> = [&es, &eddsa]
-        .iter()
-        .map(|key| KeyFile {
-            name: format!("{}.pem", key.kid()),
-            contents: key.to_pem().expect("pem").into_bytes(),
-        })
-        .collect();
-    keydir::write_atomic(&server.keys_dir, &files, &keydir::new_stamp()).expect("swap");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let ed_token = loop {
-        let login: Value = server
-            .post_json(
-                "/auth/login",
-                &json!({"username": "peggy", "password": server_password("peggy")}),
-            )
-            .await
-            .json()
-            .await
-            .expect("json");
-        let token = login["access_token"].as_str().expect("access").to_owned();
-        if decode_part(&token, 0)["kid"] == eddsa.kid() {
-            break token;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the Ed25519 key never signed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    swap_keys(&server, &[&es, &eddsa]);
+    let ed_token = login_until_signed_by(&server, "peggy", &eddsa).await;
     assert_eq!(decode_part(&ed_token, 0)["alg"], "EdDSA");
     let jwks = jwks_by_kid(&server).await;
     let jwk = &jwks[eddsa.kid()];
